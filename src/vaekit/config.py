@@ -1,0 +1,90 @@
+"""Frozen settings for the torch module and the training loop; both round-trip through JSON."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+def _tuple_or_none(value: Any) -> tuple[int, ...] | None:
+    return None if value is None else tuple(int(v) for v in value)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a :class:`~vaekit.model.VAEModule`.
+
+    Parameters
+    ----------
+    n_input : int
+        Number of features of x.
+    n_latent : int
+        Dimension of z.
+    hidden : tuple of int
+        Encoder hidden layer sizes; ``()`` maps x to the posterior with one linear layer.
+    decoder_hidden : tuple of int or None
+        Decoder hidden layer sizes; ``None`` mirrors ``hidden``.
+    likelihood : str
+        Name of the likelihood in :data:`vaekit.likelihoods.LIKELIHOODS`.
+    activation : str
+        Name of the activation in :data:`vaekit.nn.ACTIVATIONS`.
+    batch_norm, dropout
+        Applied after every hidden linear layer.
+    n_covariates : int
+        Width of the encoded condition vector (0 for an unconditional VAE).
+    """
+
+    n_input: int
+    n_latent: int = 10
+    hidden: tuple[int, ...] = (128,)
+    decoder_hidden: tuple[int, ...] | None = None
+    likelihood: str = "gaussian"
+    activation: str = "relu"
+    batch_norm: bool = False
+    dropout: float = 0.0
+    n_covariates: int = 0
+
+    @property
+    def decoder_layers(self) -> tuple[int, ...]:
+        return tuple(reversed(self.hidden)) if self.decoder_hidden is None else self.decoder_hidden
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        d["decoder_hidden"] = None if self.decoder_hidden is None else list(self.decoder_hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"model config has unknown keys {sorted(unknown)}")
+        d = dict(d)
+        d["hidden"] = _tuple_or_none(d.get("hidden", ()))
+        d["decoder_hidden"] = _tuple_or_none(d.get("decoder_hidden"))
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of :func:`vaekit.train.train`; see :class:`vaekit.VAE` for their meaning."""
+
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    beta: float = 1.0
+    kl_warmup: int = 0
+    validation_fraction: float = 0.1
+    early_stopping: bool = True
+    patience: int = 10
+    grad_clip: float | None = None
+    seed: int | None = None
+
+    def kl_weight(self, epoch: int) -> float:
+        """KL weight of epoch ``epoch`` (0-based): beta, ramped up linearly from 0 over
+        ``kl_warmup`` epochs (Bowman et al. 2016; Sonderby et al. 2016)."""
+        if self.kl_warmup <= 0:
+            return self.beta
+        return self.beta * min(1.0, epoch / self.kl_warmup)

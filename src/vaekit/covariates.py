@@ -1,0 +1,119 @@
+"""Conditions y of a conditional VAE, encoded as one float vector per sample.
+
+Columns with a floating-point dtype are continuous (standardised); every other column (integer
+labels, strings, booleans, categories) is categorical (one-hot). The fitted state is plain JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vaekit.validation import check_length
+
+
+@dataclass
+class Covariate:
+    """One column of y: its name, kind and fitted state."""
+
+    name: str
+    kind: str  # "categorical" or "continuous"
+    categories: list | None = None
+    mean: float | None = None
+    std: float | None = None
+
+    @property
+    def width(self) -> int:
+        return len(self.categories) if self.kind == "categorical" else 1
+
+    def encode(self, values: pd.Series) -> np.ndarray:
+        """(n, width) float32 columns."""
+        if self.kind == "continuous":
+            return ((values.to_numpy(np.float64) - self.mean) / self.std)[:, None]
+        lookup = {c: i for i, c in enumerate(self.categories)}
+        codes = values.map(lambda v: lookup.get(_plain(v), -1)).to_numpy()
+        if (codes < 0).any():
+            unseen = sorted({str(v) for v in values[codes < 0]})
+            raise ValueError(
+                f"y column {self.name!r} has categories the model was not fitted on: "
+                f"{unseen[:5]}; known categories: {self.categories[:20]}"
+            )
+        return np.eye(len(self.categories), dtype=np.float32)[codes]
+
+
+class CovariateEncoder:
+    """Fitted encoder of y; see the module docstring for how column kinds are chosen."""
+
+    def __init__(self, columns: list[Covariate]) -> None:
+        self.columns = columns
+
+    @property
+    def width(self) -> int:
+        return sum(c.width for c in self.columns)
+
+    @classmethod
+    def fit(cls, y: Any, n: int) -> CovariateEncoder:
+        frame = _as_frame(y, n)
+        return cls([_fit_column(str(name), frame[name]) for name in frame.columns])
+
+    def transform(self, y: Any, n: int) -> torch.Tensor:
+        """(n, width) float32 tensor; a single row of y is repeated n times."""
+        frame = _as_frame(y, n, broadcast=True)
+        names = [c.name for c in self.columns]
+        if len(frame.columns) != len(names):
+            raise ValueError(f"y has {len(frame.columns)} column(s); the model expects {names}")
+        frame.columns = names if _default_names(frame) else [str(c) for c in frame.columns]
+        missing = [n_ for n_ in names if n_ not in frame.columns]
+        if missing:
+            raise ValueError(f"y lacks column(s) {missing}; the model expects {names}")
+        parts = [c.encode(frame[c.name]) for c in self.columns]
+        return torch.from_numpy(np.concatenate(parts, axis=1).astype(np.float32))
+
+    def to_dict(self) -> list[dict]:
+        return [asdict(c) for c in self.columns]
+
+    @classmethod
+    def from_dict(cls, d: list[dict]) -> CovariateEncoder:
+        return cls([Covariate(**c) for c in d])
+
+
+def _fit_column(name: str, values: pd.Series) -> Covariate:
+    if pd.api.types.is_float_dtype(values):
+        std = float(values.std(ddof=0))
+        return Covariate(name, "continuous", mean=float(values.mean()), std=std if std > 0 else 1.0)
+    categories = sorted({_plain(v) for v in values}, key=lambda v: (str(type(v)), v))
+    return Covariate(name, "categorical", categories=categories)
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars -> Python scalars, so categories round-trip through JSON."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _default_names(frame: pd.DataFrame) -> bool:
+    return list(frame.columns) == list(range(frame.shape[1]))
+
+
+def _as_frame(y: Any, n: int, broadcast: bool = False) -> pd.DataFrame:
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    if isinstance(y, pd.Series):
+        frame = y.reset_index(drop=True).to_frame()  # an unnamed Series becomes column 0
+    elif isinstance(y, pd.DataFrame):
+        frame = y.reset_index(drop=True)
+    else:
+        arr = np.asarray(y)
+        if arr.ndim == 0:
+            arr = arr.reshape(1)
+        frame = pd.DataFrame(arr.reshape(len(arr), -1) if arr.ndim == 1 else arr)
+    if broadcast and len(frame) == 1 and n != 1:
+        frame = frame.loc[np.zeros(n, dtype=int)].reset_index(drop=True)
+    check_length(len(frame), n, "y")
+    if frame.isna().to_numpy().any():
+        col = frame.columns[frame.isna().any().to_numpy()][0]
+        raise ValueError(f"y column {col!r} has missing values; fill or drop those samples")
+    return frame

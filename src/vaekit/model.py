@@ -1,0 +1,164 @@
+"""The VAE as a pure torch module: encode -> posterior, decode -> likelihood, loss -> LossOutput.
+
+No data handling, no printing: the module can be lifted into another program unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.distributions import Distribution, Normal, kl_divergence
+
+from vaekit.config import ModelConfig
+from vaekit.likelihoods import get_likelihood
+from vaekit.nn import MLP
+from vaekit.nn.mlp import with_condition
+
+
+@dataclass
+class LossOutput:
+    """The parts of the (beta-weighted) negative ELBO of one minibatch.
+
+    Attributes
+    ----------
+    loss : Tensor
+        Scalar that is optimised: mean over the batch of reconstruction + kl_weight * kl.
+    reconstruction : Tensor
+        (B,) -log p(x | z), one z per sample, in nats.
+    kl : Tensor
+        (B,) KL(q(z | x) || p(z)), in nats.
+    kl_weight : float
+        The weight the KL term had in ``loss`` (beta times the warm-up factor).
+    """
+
+    loss: torch.Tensor
+    reconstruction: torch.Tensor
+    kl: torch.Tensor
+    kl_weight: float
+
+    @property
+    def elbo(self) -> torch.Tensor:
+        """(B,) the unweighted evidence lower bound, in nats."""
+        return -(self.reconstruction + self.kl)
+
+
+class VAEModule(nn.Module):
+    """Encoder, diagonal Gaussian posterior, prior N(0, I), decoder and likelihood.
+
+    Parameters
+    ----------
+    config : ModelConfig
+
+    Examples
+    --------
+    >>> m = VAEModule(ModelConfig(n_input=64, n_latent=2, likelihood="bernoulli"))
+    >>> out = m.loss(torch.rand(8, 64))
+    >>> out.reconstruction.shape
+    torch.Size([8])
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        layer = dict(activation=c.activation, batch_norm=c.batch_norm, dropout=c.dropout)
+        self.encoder = MLP(c.n_input, c.hidden, c.n_covariates, **layer)
+        self.z_mean = nn.Linear(self.encoder.n_out + c.n_covariates, c.n_latent)
+        self.z_logvar = nn.Linear(self.encoder.n_out + c.n_covariates, c.n_latent)
+        self.decoder = MLP(c.n_latent, c.decoder_layers, c.n_covariates, **layer)
+        self.likelihood = get_likelihood(c.likelihood)(
+            self.decoder.n_out + c.n_covariates, c.n_input
+        )
+        # Log library sizes of the training data: where new samples get their library size.
+        self.register_buffer("library_log_mean", torch.zeros(()))
+        self.register_buffer("library_log_std", torch.ones(()))
+
+    def encode(self, x: torch.Tensor, c: torch.Tensor | None = None) -> Normal:
+        """Posterior q(z | x, c), a Normal with batch shape (B, n_latent)."""
+        h = with_condition(self.encoder(self.likelihood.encoder_input(x), c), c)
+        return Normal(self.z_mean(h), (0.5 * self.z_logvar(h)).exp(), validate_args=False)
+
+    def decode(
+        self, z: torch.Tensor, c: torch.Tensor | None = None, library: torch.Tensor | None = None
+    ) -> Distribution:
+        """Likelihood p(x | z, c) with batch shape (B, n_input); ``library`` is (B, 1)."""
+        h = with_condition(self.decoder(z, c), c)
+        return self.likelihood(h, library)
+
+    def library(self, x: torch.Tensor) -> torch.Tensor | None:
+        """(B, 1) observed library size of count data, None for other likelihoods."""
+        return x.sum(-1, keepdim=True) if self.likelihood.uses_library else None
+
+    def sample_library(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n, 1) library sizes drawn from the log-normal fitted to the training data."""
+        eps = torch.randn((n, 1), generator=generator, device=self.library_log_mean.device)
+        return (self.library_log_mean + self.library_log_std * eps).exp()
+
+    @staticmethod
+    def reparameterize(qz: Normal, generator: torch.Generator | None = None) -> torch.Tensor:
+        """z = mu + sigma * eps (Kingma & Welling 2014), with an explicit generator if given."""
+        eps = torch.randn(qz.loc.shape, generator=generator, device=qz.loc.device)
+        return qz.loc + qz.scale * eps
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        c: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Normal, torch.Tensor, Distribution]:
+        qz = self.encode(x, c)
+        z = self.reparameterize(qz, generator)
+        return qz, z, self.decode(z, c, self.library(x))
+
+    def loss(
+        self,
+        x: torch.Tensor,
+        c: torch.Tensor | None = None,
+        kl_weight: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> LossOutput:
+        """Reconstruction + kl_weight * KL, averaged over the batch."""
+        qz, _, px = self(x, c, generator)
+        reconstruction = -px.log_prob(x).sum(-1)
+        kl = kl_divergence(qz, Normal(torch.zeros_like(qz.loc), torch.ones_like(qz.scale))).sum(-1)
+        loss = (reconstruction + kl_weight * kl).mean()
+        return LossOutput(loss, reconstruction, kl, kl_weight)
+
+    @torch.no_grad()
+    def log_likelihood(
+        self,
+        x: torch.Tensor,
+        c: torch.Tensor | None = None,
+        n_samples: int = 1000,
+        max_rows: int = 16384,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """(B,) importance-sampled log p(x) with q(z | x) as proposal (Burda et al. 2016).
+
+        log p(x) ~ logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K; the draws are
+        decoded in chunks of at most ``max_rows`` (draws x samples) rows to bound memory.
+        """
+        qz = self.encode(x, c)
+        n, d = x.shape
+        chunk = max(1, min(n_samples, max_rows // n))
+        library = self.library(x)
+        parts = []
+        for start in range(0, n_samples, chunk):
+            k = min(chunk, n_samples - start)
+            z = qz.loc + qz.scale * torch.randn(
+                (k, *qz.loc.shape), generator=generator, device=x.device
+            )  # (k, B, L)
+            log_qz = qz.log_prob(z).sum(-1)
+            log_pz = (-0.5 * z.pow(2) - 0.5 * math.log(2 * math.pi)).sum(-1)
+            flat = z.reshape(k * n, -1)
+            px = self.decode(flat, _repeat(c, k), _repeat(library, k))
+            log_px = px.log_prob(x.repeat(k, 1)).sum(-1).view(k, n)
+            parts.append(torch.logsumexp(log_px + log_pz - log_qz, dim=0))  # (B,)
+        return torch.logsumexp(torch.stack(parts), dim=0) - math.log(n_samples)
+
+
+def _repeat(t: torch.Tensor | None, k: int) -> torch.Tensor | None:
+    return None if t is None else t.repeat(k, 1)

@@ -1,0 +1,182 @@
+"""The training loop: minibatches sliced by index, KL warm-up, early stopping on a validation split."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from vaekit.config import TrainConfig
+from vaekit.model import VAEModule
+
+
+class Rows(Protocol):
+    """Training data that hands out dense rows by index (a tensor, or a sparse matrix wrapper)."""
+
+    def __len__(self) -> int: ...
+
+    def take(self, index: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` learned besides the weights: one dict per epoch, and the best epoch."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    seconds: float = 0.0
+
+
+def split_indices(n: int, fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Random (train, validation) row indices; no validation rows when ``n * fraction < 1``."""
+    perm = torch.randperm(n, generator=generator)
+    n_val = int(n * fraction)
+    if n - n_val < 2:
+        raise ValueError(
+            f"validation_fraction={fraction} leaves {n - n_val} training samples of {n}; "
+            "lower it or give more samples"
+        )
+    return perm[n_val:], perm[:n_val]
+
+
+def minibatches(index: torch.Tensor, batch_size: int, generator: torch.Generator) -> list:
+    """Shuffled index slices; a last batch of one sample is dropped (batch norm needs two)."""
+    batches = list(index[torch.randperm(len(index), generator=generator)].split(batch_size))
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches.pop()
+    return batches
+
+
+@torch.no_grad()
+def evaluate(
+    module: VAEModule,
+    data: Rows,
+    cov: torch.Tensor | None,
+    index: torch.Tensor,
+    kl_weight: float,
+    batch_size: int = 4096,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Mean loss, reconstruction and KL over ``index``, in eval mode, with fixed noise."""
+    module.eval()
+    gen = torch.Generator(device=_device(module)).manual_seed(seed)
+    sums = torch.zeros(3, dtype=torch.float64)
+    for idx in index.split(batch_size):
+        out = module.loss(data.take(idx), _rows(cov, idx), kl_weight, gen)
+        sums += torch.stack(
+            [out.loss * len(idx), out.reconstruction.sum(), out.kl.sum()]
+        ).double().cpu()
+    loss, rec, kl = (sums / len(index)).tolist()
+    return {"loss": loss, "reconstruction": rec, "kl": kl}
+
+
+def train(
+    module: VAEModule,
+    data: Rows,
+    cov: torch.Tensor | None,
+    config: TrainConfig,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Fit ``module`` in place with Adam; restore the best weights when early stopping is on.
+
+    Parameters
+    ----------
+    module : VAEModule
+    data : Rows
+        n samples; ``data.take(index)`` returns a dense (len(index), n_input) tensor.
+    cov : Tensor or None
+        (n, n_covariates) encoded conditions.
+    config : TrainConfig
+    callback : callable, optional
+        Called as ``callback(epoch, record)`` after each epoch (progress bars, logging).
+
+    Returns
+    -------
+    TrainResult
+        ``history`` holds, per epoch: train_/val_ loss, reconstruction and kl, kl_weight,
+        seconds. The monitored quantity is the validation reconstruction + beta * KL, which does
+        not move with the warm-up; patience only counts once the warm-up is over.
+    """
+    gen = torch.Generator().manual_seed(config.seed if config.seed is not None else 0)
+    train_idx, val_idx = split_indices(len(data), config.validation_fraction, gen)
+    stopping = config.early_stopping and len(val_idx) > 0
+    opt = torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    result, best, best_state, stale = TrainResult(), float("inf"), None, 0
+    start = time.perf_counter()
+    for epoch in range(config.epochs):
+        tic = time.perf_counter()
+        weight = config.kl_weight(epoch)
+        record = {"epoch": epoch, **_fit_epoch(module, data, cov, train_idx, weight, opt, config, gen)}
+        if len(val_idx):
+            val = evaluate(module, data, cov, val_idx, weight)
+            record.update({f"val_{k}": v for k, v in val.items()})
+        record["kl_weight"] = weight
+        record["seconds"] = time.perf_counter() - tic
+        result.history.append(record)
+        if callback is not None:
+            callback(epoch, record)
+        if not stopping:
+            continue
+        score = _monitored(record, config.beta)
+        if score < best:
+            best, best_state, result.best_epoch, stale = score, _snapshot(module), epoch, 0
+        elif epoch >= config.kl_warmup:
+            stale += 1
+        if stale >= config.patience:
+            break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    else:
+        result.best_epoch = len(result.history) - 1
+    module.eval()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _fit_epoch(
+    module: VAEModule,
+    data: Rows,
+    cov: torch.Tensor | None,
+    index: torch.Tensor,
+    kl_weight: float,
+    opt: torch.optim.Optimizer,
+    config: TrainConfig,
+    gen: torch.Generator,
+) -> dict[str, float]:
+    module.train()
+    params = [p for p in module.parameters() if p.requires_grad]
+    sums, count = torch.zeros(3, dtype=torch.float64), 0
+    for idx in minibatches(index, config.batch_size, gen):
+        out = module.loss(data.take(idx), _rows(cov, idx), kl_weight)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        opt.step()
+        with torch.no_grad():
+            sums += torch.stack(
+                [out.loss * len(idx), out.reconstruction.sum(), out.kl.sum()]
+            ).double().cpu()
+        count += len(idx)
+    loss, rec, kl = (sums / count).tolist()
+    return {"train_loss": loss, "train_reconstruction": rec, "train_kl": kl}
+
+
+def _monitored(record: dict[str, float], beta: float) -> float:
+    return record["val_reconstruction"] + beta * record["val_kl"]
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return copy.deepcopy(module.state_dict())
+
+
+def _rows(t: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
+    return None if t is None else t[idx]
+
+
+def _device(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device

@@ -1,0 +1,190 @@
+"""Input validation in one place: arrays in, clear errors out (what was received, what to do)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+Matrix = np.ndarray | sp.csr_matrix
+
+
+@dataclass
+class Table:
+    """A validated samples x features matrix (float32, dense or CSR) and its labels, if any."""
+
+    X: Matrix
+    feature_names: list[str] | None = None
+    sample_names: pd.Index | None = None
+
+    def where(self, row: int, col: int | None = None) -> str:
+        """'row 3 (sample 'S3'), column 5 ('GENE5')' for messages."""
+        text = f"row {row}"
+        if self.sample_names is not None:
+            text += f" (sample {self.sample_names[row]!r})"
+        if col is not None:
+            text += f", column {col}"
+            if self.feature_names is not None:
+                text += f" ({self.feature_names[col]!r})"
+        return text
+
+
+def as_table(X: Any, name: str = "X") -> Table:
+    """Validate ``X`` (numpy, pandas, scipy.sparse, torch) into a float32 :class:`Table`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For non-numeric columns, 1-D or empty input, NaN or infinite values.
+    """
+    feature_names = sample_names = None
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    if isinstance(X, pd.DataFrame):
+        _check_numeric_columns(X, name)
+        feature_names = [str(c) for c in X.columns]
+        sample_names = X.index
+        X = X.to_numpy(dtype=np.float32)
+    elif sp.issparse(X):
+        X = sp.csr_matrix(X, dtype=np.float32)
+    else:
+        X = _as_float_array(X, name)
+    _check_shape(X, name)
+    table = Table(X, feature_names, sample_names)
+    _check_finite(table, name)
+    return table
+
+
+def _as_float_array(X: Any, name: str) -> np.ndarray:
+    try:
+        return np.asarray(X, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"{name} must be numeric (numpy, pandas, scipy.sparse or torch); could not convert "
+            f"it to numbers: {err}"
+        ) from None
+
+
+def _check_numeric_columns(df: pd.DataFrame, name: str) -> None:
+    bad = [str(c) for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    if bad:
+        raise TypeError(
+            f"{name} has {len(bad)} non-numeric column(s), e.g. {bad[:3]}; drop them or move "
+            "sample annotations into y"
+        )
+
+
+def _check_shape(X: Matrix, name: str) -> None:
+    if X.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D (samples x features); got {X.ndim}-D with shape {X.shape}. "
+            "Use X.reshape(-1, 1) for a single feature or X.reshape(1, -1) for a single sample"
+        )
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{name} is empty: shape {X.shape}; it needs samples and features")
+
+
+def _check_finite(table: Table, name: str) -> None:
+    values = table.X.data if sp.issparse(table.X) else table.X
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row, col = _first(table.X, bad)
+        raise ValueError(
+            f"{name} has {int(bad.sum())} NaN or infinite value(s), the first at "
+            f"{table.where(row, col)}; remove or impute them first"
+        )
+
+
+def _first(X: Matrix, bad: np.ndarray) -> tuple[int, int]:
+    """(row, column) of the first True in ``bad`` (dense mask, or mask over a CSR's data)."""
+    if not sp.issparse(X):
+        r, c = np.argwhere(bad)[0]
+        return int(r), int(c)
+    k = int(np.flatnonzero(bad)[0])
+    return int(np.searchsorted(X.indptr, k, side="right") - 1), int(X.indices[k])
+
+
+# support name -> (test for bad values, what they are, how to fix)
+SUPPORTS = {
+    "unit_interval": (
+        lambda v: (v < 0) | (v > 1),
+        "values outside [0, 1]",
+        "scale the data to [0, 1] (for example divide by the maximum) or use "
+        "likelihood='gaussian'",
+    ),
+    "counts": (
+        lambda v: (v < 0) | (v != np.round(v)),
+        "negative or non-integer values",
+        "it needs raw counts, not normalised, scaled or log-transformed values; pass the raw "
+        "counts or use likelihood='gaussian'",
+    ),
+}
+
+
+def check_support(table: Table, support: str, likelihood: str) -> None:
+    """Raise if ``table`` holds values the likelihood cannot score (see ``Likelihood.support``)."""
+    if support not in SUPPORTS:
+        return
+    test, what, fix = SUPPORTS[support]
+    values = table.X.data if sp.issparse(table.X) else table.X
+    bad = test(values)
+    if bad.any():
+        row, col = _first(table.X, bad)
+        value = values[bad].flat[0]
+        raise ValueError(
+            f"likelihood {likelihood!r} cannot score {int(bad.sum())} {what}, the first "
+            f"{value:g} at {table.where(row, col)}; {fix}"
+        )
+    if support == "counts":
+        _check_no_empty_rows(table, likelihood)
+
+
+def _check_no_empty_rows(table: Table, likelihood: str) -> None:
+    totals = np.asarray(table.X.sum(axis=1)).ravel()
+    empty = np.flatnonzero(totals == 0)
+    if len(empty):
+        raise ValueError(
+            f"likelihood {likelihood!r} needs a positive total count per sample; "
+            f"{len(empty)} sample(s) are all zero, the first at {table.where(int(empty[0]))}; "
+            "remove them"
+        )
+
+
+def align_features(
+    table: Table, n_expected: int, expected_names: Sequence[str] | None, name: str = "X"
+) -> Table:
+    """Match ``table``'s columns to the fitted features: by name when both sides have names
+    (reordered columns work, extra ones are dropped), else by count."""
+    if expected_names is not None and table.feature_names is not None:
+        return _align_by_name(table, list(expected_names), name)
+    got = table.X.shape[1]
+    if got != n_expected:
+        raise ValueError(
+            f"{name} has {got} features but the model was fitted on {n_expected}; pass the same "
+            "features, in the same order"
+        )
+    return table
+
+
+def _align_by_name(table: Table, expected: list[str], name: str) -> Table:
+    position = {f: i for i, f in enumerate(table.feature_names)}
+    missing = [f for f in expected if f not in position]
+    if missing:
+        raise ValueError(
+            f"{name} lacks {len(missing)} of the model's {len(expected)} features, e.g. "
+            f"{missing[:5]}; pass a table with these columns"
+        )
+    order = [position[f] for f in expected]
+    if order == list(range(len(table.feature_names))):
+        return table
+    return Table(table.X[:, order], expected, table.sample_names)
+
+
+def check_length(n_rows: int, n_expected: int, what: str) -> None:
+    if n_rows != n_expected:
+        raise ValueError(f"{what} has {n_rows} rows but X has {n_expected}; pass one per sample")
