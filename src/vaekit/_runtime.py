@@ -28,7 +28,10 @@ def epoch_progress(total: int, enabled: bool) -> Iterator[Callable[[int, dict], 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (
-        TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
         TextColumn("{task.fields[status]}"),
     )
     with Progress(*columns, console=Console(stderr=True), transient=False) as bar:

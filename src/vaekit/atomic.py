@@ -1,4 +1,7 @@
-"""Write files and folders under a temporary name, then rename: a crash leaves the old one intact."""
+"""Write files and folders under a temporary name, then rename them into place.
+
+A crash mid-write leaves the old file or folder intact.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def _parent(path: Path) -> Path:
+def check_parent(path: str | os.PathLike) -> Path:
+    """The folder ``path`` will be written into; raise if it is missing or read-only."""
+    path = Path(path)
     parent = path.parent
     if not parent.is_dir():
         raise ValueError(f"cannot write {path}: folder {parent} does not exist; create it first")
@@ -25,7 +30,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"cannot write {path}: it is a folder; give a file name")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=_parent(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=check_parent(path))
     os.close(fd)
     try:
         yield Path(tmp)
@@ -44,7 +49,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     instant between the two renames).
     """
     path = Path(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=_parent(path)))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=check_parent(path)))
     try:
         yield tmp
         if path.exists():

@@ -11,7 +11,9 @@ import typer
 from vaekit._version import __version__
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
     help="Variational autoencoders for expression tables, single-cell counts, images and more.",
 )
 
@@ -47,15 +49,16 @@ def demo(
 
 
 def main() -> None:
-    """Console entry point: user errors become one line and exit code 2, never a traceback."""
+    """Console entry point: user errors become one line and exit code 2, never a traceback.
+
+    Usage errors (unknown command, bad option) are typer's own: usage text and exit code 2.
+    """
     try:
-        app(standalone_mode=False)
+        app()
     except (ValueError, TypeError, FileNotFoundError) as err:
         _fail(err, 2)
-    except (typer.Abort, KeyboardInterrupt):
-        _fail("aborted", 1)
-    except typer.Exit as exit_:
-        sys.exit(exit_.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
     except Exception as err:  # noqa: BLE001 - last resort: one line, not a traceback
         _fail(f"{type(err).__name__}: {err}", 1)
 

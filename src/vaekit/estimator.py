@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -155,7 +154,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         n = table.X.shape[0]
         self.covariates_ = None if y is None else CovariateEncoder.fit(y, n)
         cov = None if y is None else self.covariates_.transform(y, n).to(self._device)
-        self.seed_ = self.seed if self.seed is not None else int(np.random.default_rng().integers(2**31))
+        self.seed_ = (
+            self.seed if self.seed is not None else int(np.random.default_rng().integers(2**31))
+        )
         rows = as_rows(table.X, self._device)
         with seeded(self.seed_, self._device):
             self.module_ = VAEModule(self._model_config(cov)).to(self._device)
@@ -174,7 +175,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
         if not 0 <= self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction must be in [0, 1); got {self.validation_fraction}")
+            raise ValueError(
+                f"validation_fraction must be in [0, 1); got {self.validation_fraction}"
+            )
         if self.lr <= 0 or self.beta < 0 or self.kl_warmup < 0:
             raise ValueError(
                 f"need lr > 0, beta >= 0, kl_warmup >= 0; got lr={self.lr}, beta={self.beta}, "
@@ -196,10 +199,17 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def _train_config(self) -> TrainConfig:
         return TrainConfig(
-            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-            weight_decay=self.weight_decay, beta=self.beta, kl_warmup=self.kl_warmup,
-            validation_fraction=self.validation_fraction, early_stopping=self.early_stopping,
-            patience=self.patience, grad_clip=self.grad_clip, seed=self.seed_,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            beta=self.beta,
+            kl_warmup=self.kl_warmup,
+            validation_fraction=self.validation_fraction,
+            early_stopping=self.early_stopping,
+            patience=self.patience,
+            grad_clip=self.grad_clip,
+            seed=self.seed_,
         )
 
     def _fit_library(self, totals: np.ndarray) -> None:
@@ -221,9 +231,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """Validate X against the fitted features and encode y; raise before any work."""
         check_is_fitted(self, "module_")
         table = as_table(X)
-        table = align_features(
-            table, self.n_features_in_, getattr(self, "feature_names_in_", None)
-        )
+        table = align_features(table, self.n_features_in_, getattr(self, "feature_names_in_", None))
         check_support(table, get_likelihood(self.likelihood).support, self.likelihood)
         cov = self._covariates(y, table.X.shape[0])
         return table, as_rows(table.X, self._device), cov
@@ -265,7 +273,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """Expected value of p(x | z = posterior mean), in data space (a DataFrame for one)."""
 
         def mean(x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-            return self.module_.decode(self.module_.encode(x, c).loc, c, self.module_.library(x)).mean
+            return self.module_.decode(
+                self.module_.encode(x, c).loc, c, self.module_.library(x)
+            ).mean
 
         table, parts = self._map(X, y, mean)
         out = torch.cat(parts).cpu().numpy()
@@ -273,7 +283,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             return out
         return pd.DataFrame(out, index=table.sample_names, columns=table.feature_names)
 
-    def score_samples(self, X: Any, y: Any = None, n_samples: int = 10, seed: int = 0) -> np.ndarray:
+    def score_samples(
+        self, X: Any, y: Any = None, n_samples: int = 10, seed: int = 0
+    ) -> np.ndarray:
         """Per-sample ELBO in nats (beta = 1), averaged over ``n_samples`` posterior draws."""
 
         def elbo(x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
@@ -294,10 +306,12 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"n_samples must be >= 1; got {n_samples}")
 
         def iwae(x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-            return torch.cat([
-                self.module_.log_likelihood(x[i : i + 256], _rows(c, i), n_samples)
-                for i in range(0, len(x), 256)
-            ])
+            return torch.cat(
+                [
+                    self.module_.log_likelihood(x[i : i + 256], _rows(c, i), n_samples)
+                    for i in range(0, len(x), 256)
+                ]
+            )
 
         return torch.cat(self._map(X, y, iwae, seed)[1]).cpu().double().numpy()
 
@@ -323,14 +337,18 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         with seeded(seed, self._device):
             for idx in torch.arange(n).split(INFERENCE_BATCH):
                 z = torch.randn(len(idx), self.n_latent, device=self._device)
-                library = self.module_.sample_library(len(idx)) if self.module_.likelihood.uses_library else None
+                library = (
+                    self.module_.sample_library(len(idx))
+                    if self.module_.likelihood.uses_library
+                    else None
+                )
                 px = self.module_.decode(z, None if cov is None else cov[idx], library)
                 parts.append(px.mean if mean else px.sample())
         return torch.cat(parts).cpu().numpy()
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike) -> None:
-        """Write ``config.json`` and ``weights.safetensors`` into the folder ``path``, atomically."""
+        """Write ``config.json`` and ``weights.safetensors`` into the folder ``path`` atomically."""
         check_is_fitted(self, "module_")
         config = {
             "model": self.module_.config.to_dict(),
@@ -360,7 +378,9 @@ def load(path: str | os.PathLike) -> VAE:
         if params.get(key) is not None:
             params[key] = tuple(params[key])
     if str(params.get("device", "cpu")).startswith("cuda") and not torch.cuda.is_available():
-        warnings.warn("model was trained on CUDA, which is not available here; using the CPU")
+        warnings.warn(
+            "model was trained on CUDA, which is not available here; using the CPU", stacklevel=2
+        )
         params["device"] = "cpu"
     model = VAE(**params)
     module = VAEModule(persist_config(config)).to(model._device)

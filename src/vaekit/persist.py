@@ -37,7 +37,9 @@ def write_model_dir(
     header = {"format_version": FORMAT_VERSION, "vaekit_version": __version__}
     with atomic_dir(path) as tmp:
         (tmp / CONFIG_FILE).write_text(json.dumps({**header, **config}, indent=2))
-        save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, tmp / WEIGHTS_FILE)
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in weights.items()}, tmp / WEIGHTS_FILE
+        )
     return path
 
 

@@ -1,4 +1,4 @@
-"""The training loop: minibatches sliced by index, KL warm-up, early stopping on a validation split."""
+"""The training loop: minibatches sliced by index, KL warm-up, early stopping on validation."""
 
 from __future__ import annotations
 
@@ -20,6 +20,10 @@ class Rows(Protocol):
     def __len__(self) -> int: ...
 
     def take(self, index: torch.Tensor) -> torch.Tensor: ...
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
 
 
 @dataclass
@@ -67,9 +71,11 @@ def evaluate(
     sums = torch.zeros(3, dtype=torch.float64)
     for idx in index.split(batch_size):
         out = module.loss(data.take(idx), _rows(cov, idx), kl_weight, gen)
-        sums += torch.stack(
-            [out.loss * len(idx), out.reconstruction.sum(), out.kl.sum()]
-        ).double().cpu()
+        sums += (
+            torch.stack([out.loss * len(idx), out.reconstruction.sum(), out.kl.sum()])
+            .double()
+            .cpu()
+        )
     loss, rec, kl = (sums / len(index)).tolist()
     return {"loss": loss, "reconstruction": rec, "kl": kl}
 
@@ -110,7 +116,10 @@ def train(
     for epoch in range(config.epochs):
         tic = time.perf_counter()
         weight = config.kl_weight(epoch)
-        record = {"epoch": epoch, **_fit_epoch(module, data, cov, train_idx, weight, opt, config, gen)}
+        record = {
+            "epoch": epoch,
+            **_fit_epoch(module, data, cov, train_idx, weight, opt, config, gen),
+        }
         if len(val_idx):
             val = evaluate(module, data, cov, val_idx, weight)
             record.update({f"val_{k}": v for k, v in val.items()})
@@ -158,10 +167,17 @@ def _fit_epoch(
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         opt.step()
         with torch.no_grad():
-            sums += torch.stack(
-                [out.loss * len(idx), out.reconstruction.sum(), out.kl.sum()]
-            ).double().cpu()
+            sums += (
+                torch.stack([out.loss * len(idx), out.reconstruction.sum(), out.kl.sum()])
+                .double()
+                .cpu()
+            )
         count += len(idx)
+    if not torch.isfinite(sums).all():
+        raise TrainingDiverged(
+            "training diverged: the loss became NaN or infinite. Lower lr, set grad_clip, or "
+            "scale the data (a Gaussian likelihood wants features of order 1, e.g. z-scored)"
+        )
     loss, rec, kl = (sums / count).tolist()
     return {"train_loss": loss, "train_reconstruction": rec, "train_kl": kl}
 

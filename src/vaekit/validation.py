@@ -114,8 +114,7 @@ SUPPORTS = {
     "unit_interval": (
         lambda v: (v < 0) | (v > 1),
         "values outside [0, 1]",
-        "scale the data to [0, 1] (for example divide by the maximum) or use "
-        "likelihood='gaussian'",
+        "scale the data to [0, 1] (for example divide by the maximum) or use likelihood='gaussian'",
     ),
     "counts": (
         lambda v: (v < 0) | (v != np.round(v)),

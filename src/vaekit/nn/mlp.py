@@ -17,7 +17,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 
 def with_condition(h: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-    """Concatenate the condition ``c`` (B, n_cov) to ``h`` (B, n); ``h`` itself when there is none."""
+    """``h`` (B, n) with the condition ``c`` (B, n_cov) appended; ``h`` alone without one."""
     return h if c is None else torch.cat([h, c], dim=-1)
 
 

@@ -1,0 +1,124 @@
+"""Each likelihood's log-probability against scipy.stats or a closed form."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate, special, stats
+
+from vaekit.likelihoods import LIKELIHOODS, get_likelihood
+
+torch.manual_seed(0)
+N_HIDDEN, D = 5, 7
+
+
+def make(name: str):
+    lik = get_likelihood(name)(N_HIDDEN, D).double()
+    with torch.no_grad():
+        for p in lik.parameters():
+            p.normal_(0, 0.5)
+    h = torch.randn(4, N_HIDDEN, dtype=torch.float64)
+    return lik, h
+
+
+def logits_of(lik, h) -> np.ndarray:
+    return lik.out(h).detach().numpy()
+
+
+def test_registry_has_all_likelihoods():
+    assert set(LIKELIHOODS) >= {
+        "gaussian",
+        "bernoulli",
+        "continuous_bernoulli",
+        "poisson",
+        "nb",
+        "zinb",
+    }
+    with pytest.raises(ValueError, match="unknown likelihood 'gamma'.*choose one of"):
+        get_likelihood("gamma")
+
+
+def test_gaussian_matches_scipy():
+    lik, h = make("gaussian")
+    x = torch.randn(4, D, dtype=torch.float64)
+    got = lik(h).log_prob(x).detach().numpy()
+    scale = lik.log_scale.exp().detach().numpy()
+    np.testing.assert_allclose(got, stats.norm.logpdf(x.numpy(), logits_of(lik, h), scale))
+
+
+def test_bernoulli_matches_scipy_and_cross_entropy():
+    lik, h = make("bernoulli")
+    x = torch.randint(0, 2, (4, D)).double()
+    p = special.expit(logits_of(lik, h))
+    np.testing.assert_allclose(
+        lik(h).log_prob(x).detach().numpy(), stats.bernoulli.logpmf(x.numpy(), p)
+    )
+    grey = torch.rand(4, D, dtype=torch.float64)  # cross-entropy for values inside [0, 1]
+    expected = grey.numpy() * np.log(p) + (1 - grey.numpy()) * np.log1p(-p)
+    np.testing.assert_allclose(lik(h).log_prob(grey).detach().numpy(), expected)
+
+
+def test_continuous_bernoulli_is_normalised_and_matches_closed_form():
+    lik, h = make("continuous_bernoulli")
+    dist = lik(h)
+    lam = special.expit(logits_of(lik, h))
+    x = torch.rand(4, D, dtype=torch.float64)
+    # C(lam) = 2 artanh(1 - 2 lam) / (1 - 2 lam) (Loaiza-Ganem & Cunningham 2019, eq. 7)
+    log_c = np.log(2 * np.arctanh(1 - 2 * lam) / (1 - 2 * lam))
+    expected = log_c + x.numpy() * np.log(lam) + (1 - x.numpy()) * np.log1p(-lam)
+    np.testing.assert_allclose(dist.log_prob(x).detach().numpy(), expected, rtol=1e-6)
+    one = dist.__class__(logits=dist.logits[0, 0])
+    area, _ = integrate.quad(lambda v: one.log_prob(torch.tensor(v)).exp().item(), 0, 1)
+    assert area == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["poisson", "nb", "zinb"])
+def test_count_means_are_library_times_proportions(name):
+    lik, h = make(name)
+    library = torch.tensor([[10.0], [100.0], [1000.0], [5.0]], dtype=torch.float64)
+    dist = lik(h, library)
+    nb_mean = dist.nb.mean if name == "zinb" else dist.mean
+    np.testing.assert_allclose(nb_mean.sum(-1).detach().numpy(), library.squeeze(1).numpy())
+
+
+def test_poisson_matches_scipy():
+    lik, h = make("poisson")
+    library = torch.full((4, 1), 300.0, dtype=torch.float64)
+    x = torch.poisson(torch.full((4, D), 40.0, dtype=torch.float64))
+    rate = 300.0 * special.softmax(logits_of(lik, h), axis=-1)
+    np.testing.assert_allclose(
+        lik(h, library).log_prob(x).detach().numpy(), stats.poisson.logpmf(x.numpy(), rate)
+    )
+
+
+def _nb_params(lik, h, library):
+    mu = library.numpy() * special.softmax(logits_of(lik, h), axis=-1)
+    theta = lik.log_theta.exp().detach().numpy()
+    return mu, theta
+
+
+def test_negative_binomial_matches_scipy():
+    lik, h = make("nb")
+    library = torch.full((4, 1), 200.0, dtype=torch.float64)
+    x = torch.poisson(torch.full((4, D), 30.0, dtype=torch.float64))
+    mu, theta = _nb_params(lik, h, library)
+    expected = stats.nbinom.logpmf(x.numpy(), theta, theta / (theta + mu))
+    np.testing.assert_allclose(lik(h, library).log_prob(x).detach().numpy(), expected, rtol=1e-6)
+
+
+def test_zinb_matches_mixture():
+    lik, h = make("zinb")
+    library = torch.full((4, 1), 50.0, dtype=torch.float64)
+    x = torch.poisson(torch.full((4, D), 3.0, dtype=torch.float64))
+    x[:, :3] = 0
+    mu, theta = _nb_params(lik, h, library)
+    pi = special.expit(lik.zi(h).detach().numpy())
+    nb = stats.nbinom.pmf(x.numpy(), theta, theta / (theta + mu))
+    expected = np.log(np.where(x.numpy() == 0, pi, 0) + (1 - pi) * nb)
+    dist = lik(h, library)
+    np.testing.assert_allclose(dist.log_prob(x).detach().numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(dist.mean.detach().numpy(), (1 - pi) * mu, rtol=1e-6)
+    torch.manual_seed(1)
+    draws = dist.sample((4000,))
+    np.testing.assert_allclose(draws.mean(0).numpy(), (1 - pi) * mu, rtol=0.15, atol=0.3)

@@ -1,0 +1,156 @@
+"""The training loop: warm-up, early stopping, seeds, and that training helps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import vaekit
+from vaekit.config import ModelConfig, TrainConfig
+from vaekit.data import DenseRows
+from vaekit.model import VAEModule
+from vaekit.train import minibatches, train
+
+
+def test_kl_weight_reaches_the_loss_at_every_epoch(digits, monkeypatch):
+    """Tybalt's Keras code read its warm-up variable once, when the graph was built, so the KL
+    weight never moved. Here every backpropagated loss is checked against the schedule."""
+    X = torch.as_tensor(digits[0])
+    module = VAEModule(ModelConfig(n_input=64, n_latent=4, likelihood="bernoulli"))
+    seen: list[tuple[float, float]] = []
+    original = VAEModule.loss
+
+    def spy(self, x, c=None, kl_weight=1.0, generator=None):
+        out = original(self, x, c, kl_weight, generator)
+        if self.training:  # the loss that is backpropagated
+            recomputed = (out.reconstruction + kl_weight * out.kl).mean()
+            seen.append((kl_weight, float((out.loss - recomputed).detach())))
+        return out
+
+    monkeypatch.setattr(VAEModule, "loss", spy)
+    config = TrainConfig(epochs=6, batch_size=256, beta=2.0, kl_warmup=4, seed=0)
+    result = train(module, DenseRows(X.numpy()), None, config)
+    expected = [2.0 * min(1.0, e / 4) for e in range(6)]  # linear from 0 to beta over 4 epochs
+    assert [r["kl_weight"] for r in result.history] == pytest.approx(expected)
+    per_batch = {round(w, 6) for w, _ in seen}
+    assert per_batch == {round(w, 6) for w in expected}
+    assert all(abs(diff) < 1e-4 for _, diff in seen)
+    for r in result.history:  # the reported train loss is the weighted one that was optimised
+        assert r["train_loss"] == pytest.approx(
+            r["train_reconstruction"] + r["kl_weight"] * r["train_kl"], rel=1e-5
+        )
+
+
+def test_training_lowers_the_held_out_loss(digits):
+    X_train, X_test = digits[0], digits[1]
+    untrained = vaekit.VAE(
+        n_latent=8, likelihood="bernoulli", epochs=1, lr=1e-6, seed=0, verbose=False
+    ).fit(X_train)
+    trained = vaekit.VAE(
+        n_latent=8, likelihood="bernoulli", epochs=30, lr=2e-3, seed=0, verbose=False
+    ).fit(X_train)
+    before, after = untrained.score(X_test), trained.score(X_test)
+    assert after > before + 5  # nats per image
+    history = trained.history_
+    assert history["val_loss"].iloc[-1] < history["val_loss"].iloc[0]
+
+
+def test_same_seed_gives_bit_identical_runs(digits):
+    kw = dict(
+        n_latent=4,
+        hidden=(32,),
+        likelihood="bernoulli",
+        epochs=3,
+        dropout=0.1,
+        batch_norm=True,
+        seed=7,
+        verbose=False,
+    )
+    a = vaekit.VAE(**kw).fit(digits[0])
+    b = vaekit.VAE(**kw).fit(digits[0])
+    state_b = b.module_.state_dict()
+    for name, value in a.module_.state_dict().items():
+        assert torch.equal(value, state_b[name]), name
+    c = vaekit.VAE(**{**kw, "seed": 8}).fit(digits[0])
+    assert not torch.equal(a.module_.z_mean.weight, c.module_.z_mean.weight)
+    cols = ["train_loss", "val_loss"]
+    np.testing.assert_array_equal(a.history_[cols].to_numpy(), b.history_[cols].to_numpy())
+
+
+def test_fit_leaves_the_global_random_state_alone(digits):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    vaekit.VAE(n_latent=2, epochs=1, seed=0, verbose=False).fit(digits[0])
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_early_stopping_restores_the_best_weights(digits):
+    model = vaekit.VAE(
+        n_latent=8,
+        hidden=(256,),
+        likelihood="bernoulli",
+        epochs=300,
+        lr=1e-2,
+        patience=3,
+        seed=0,
+        verbose=False,
+    ).fit(digits[0][:300])
+    h = model.history_
+    assert len(h) < 300  # stopped early
+    monitored = h["val_reconstruction"] + h["val_kl"]
+    assert model.best_epoch_ == int(monitored.idxmin())
+    assert len(h) == model.best_epoch_ + 1 + 3  # patience epochs after the best
+    # the restored weights are the best epoch's: re-evaluating gives its validation loss
+    gen = torch.Generator().manual_seed(0)
+    split = torch.randperm(300, generator=gen)
+    val = torch.as_tensor(digits[0][:300])[split[:30]]
+    from vaekit.train import evaluate
+
+    again = evaluate(model.module_, DenseRows(val.numpy()), None, torch.arange(30), 1.0)
+    assert again["reconstruction"] + again["kl"] == pytest.approx(monitored.min(), rel=1e-5)
+
+
+def test_patience_waits_for_the_warmup(digits):
+    model = vaekit.VAE(
+        n_latent=4,
+        likelihood="bernoulli",
+        epochs=12,
+        kl_warmup=10,
+        patience=1,
+        seed=0,
+        verbose=False,
+    ).fit(digits[0][:200])
+    assert len(model.history_) >= 11
+
+
+def test_minibatches_cover_every_sample_once_and_skip_a_lone_last_one():
+    gen = torch.Generator().manual_seed(0)
+    batches = minibatches(torch.arange(10), 4, gen)
+    assert sorted(torch.cat(batches).tolist()) == list(range(10))
+    lone = minibatches(torch.arange(9), 4, gen)
+    assert [len(b) for b in lone] == [4, 4]
+
+
+def test_gradient_clipping_bounds_the_gradient_norm(digits, monkeypatch):
+    model = vaekit.VAE(
+        n_latent=4, likelihood="bernoulli", epochs=1, grad_clip=1e-3, seed=0, verbose=False
+    )
+    seen = []
+    original = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm, *a, **k):
+        total = original(params, max_norm, *a, **k)
+        seen.append(
+            float(
+                torch.linalg.vector_norm(
+                    torch.stack([p.grad.norm() for p in params if p.grad is not None])
+                )
+            )
+        )
+        return total
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    model.fit(digits[0])
+    assert seen and max(seen) <= 1e-3 * 1.001

@@ -1,0 +1,111 @@
+"""Every bad input gets an error that names what was wrong and how to fix it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+import vaekit
+
+
+def quick(**kw):
+    return vaekit.VAE(n_latent=2, epochs=1, seed=0, verbose=False, **kw)
+
+
+def test_nan_and_inf_name_count_row_and_column():
+    X = np.ones((10, 4))
+    X[3, 2] = np.nan
+    X[7, 1] = np.inf
+    with pytest.raises(
+        ValueError, match=r"2 NaN or infinite value\(s\), the first at row 3, column 2"
+    ):
+        quick().fit(X)
+    frame = pd.DataFrame(X, columns=list("abcd"), index=[f"s{i}" for i in range(10)])
+    with pytest.raises(ValueError, match=r"row 3 \(sample 's3'\), column 2 \('c'\)"):
+        quick().fit(frame)
+    S = sp.csr_matrix(np.nan_to_num(X, nan=0.0, posinf=0.0))
+    S[5, 3] = np.nan
+    with pytest.raises(ValueError, match="row 5, column 3"):
+        quick().fit(S)
+
+
+def test_wrong_number_of_features_at_transform(fitted):
+    with pytest.raises(ValueError, match="has 10 features but the model was fitted on 64"):
+        fitted.transform(np.zeros((3, 10)))
+
+
+@pytest.mark.parametrize("likelihood", ["poisson", "nb", "zinb"])
+def test_counts_must_be_non_negative_integers(likelihood):
+    X = np.ones((10, 3))
+    X[4, 1] = 2.5
+    with pytest.raises(
+        ValueError,
+        match=r"cannot score 1 negative or non-integer values, the first "
+        r"2.5 at row 4, column 1.*raw counts",
+    ):
+        quick(likelihood=likelihood).fit(X)
+    X[4, 1] = -1
+    with pytest.raises(ValueError, match="-1 at row 4"):
+        quick(likelihood=likelihood).fit(X)
+    X[4] = 0
+    with pytest.raises(ValueError, match=r"1 sample\(s\) are all zero, the first at row 4"):
+        quick(likelihood=likelihood).fit(X)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "continuous_bernoulli"])
+def test_unit_interval_likelihoods_refuse_values_outside(likelihood):
+    X = np.full((10, 3), 0.5)
+    X[2, 0] = 16
+    with pytest.raises(
+        ValueError, match=r"outside \[0, 1\], the first 16 at row 2, column 0.*scale"
+    ):
+        quick(likelihood=likelihood).fit(X)
+
+
+def test_checks_also_apply_at_transform(fitted):
+    with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
+        fitted.transform(np.full((2, 64), 3.0))
+
+
+def test_empty_and_one_dimensional_input():
+    with pytest.raises(ValueError, match=r"empty: shape \(0, 5\)"):
+        quick().fit(np.zeros((0, 5)))
+    with pytest.raises(ValueError, match=r"empty: shape \(5, 0\)"):
+        quick().fit(np.zeros((5, 0)))
+    with pytest.raises(ValueError, match=r"must be 2-D.*got 1-D.*reshape\(-1, 1\)"):
+        quick().fit(np.zeros(5))
+
+
+def test_text_columns_and_text_arrays():
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "name": ["x", "y", "z"]})
+    with pytest.raises(TypeError, match=r"non-numeric column\(s\), e.g. \['name'\]"):
+        quick().fit(frame)
+    with pytest.raises(TypeError, match="must be numeric"):
+        quick().fit(np.array([["1", "b"], ["2", "c"]]))
+
+
+def test_y_with_wrong_length_unseen_category_or_missing_values():
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    with pytest.raises(ValueError, match="y has 19 rows but X has 20"):
+        quick().fit(X, y=np.zeros(19, dtype=int))
+    with pytest.raises(ValueError, match="y column .* has missing values"):
+        quick().fit(X, y=pd.Series(["a", None] * 10))
+    model = quick().fit(X, y=np.array(["a", "b"] * 10))
+    with pytest.raises(ValueError, match=r"not fitted on: \['c'\]; known categories: \['a', 'b'\]"):
+        model.transform(X[:2], y=["a", "c"])
+
+
+def test_bad_parameters_are_reported_at_fit():
+    X = np.zeros((10, 2))
+    with pytest.raises(ValueError, match="unknown likelihood"):
+        quick(likelihood="gamma").fit(X)
+    with pytest.raises(ValueError, match="n_latent must be a positive integer; got 0"):
+        vaekit.VAE(n_latent=0).fit(X)
+    with pytest.raises(ValueError, match="validation_fraction must be in"):
+        quick(validation_fraction=1.5).fit(X)
+    with pytest.raises(ValueError, match="unknown activation 'swish'"):
+        quick(activation="swish").fit(X)
+    with pytest.raises(ValueError, match="leaves 1 training samples of 2"):
+        quick(validation_fraction=0.5).fit(np.zeros((2, 2)))
