@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -154,3 +156,15 @@ def test_gradient_clipping_bounds_the_gradient_norm(digits, monkeypatch):
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
     model.fit(digits[0])
     assert seen and max(seen) <= 1e-3 * 1.001
+
+
+def test_progress_bar_is_silent_off_a_terminal_and_shown_on_one(digits, capsys, monkeypatch):
+    kw = dict(n_latent=2, likelihood="bernoulli", epochs=2, seed=0)
+    vaekit.VAE(**kw, verbose=True).fit(digits[0])
+    assert capsys.readouterr() == ("", "")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    vaekit.VAE(**kw, verbose=False).fit(digits[0])
+    assert capsys.readouterr() == ("", "")
+    vaekit.VAE(**kw, verbose=True).fit(digits[0])
+    captured = capsys.readouterr()
+    assert captured.out == "" and "training" in captured.err and "2/2" in captured.err

@@ -306,12 +306,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"n_samples must be >= 1; got {n_samples}")
 
         def iwae(x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-            return torch.cat(
-                [
-                    self.module_.log_likelihood(x[i : i + 256], _rows(c, i), n_samples)
-                    for i in range(0, len(x), 256)
-                ]
-            )
+            return self.module_.log_likelihood(x, c, n_samples)  # draws chunked inside
 
         return torch.cat(self._map(X, y, iwae, seed)[1]).cpu().double().numpy()
 
@@ -383,7 +378,7 @@ def load(path: str | os.PathLike) -> VAE:
         )
         params["device"] = "cpu"
     model = VAE(**params)
-    module = VAEModule(persist_config(config)).to(model._device)
+    module = VAEModule(ModelConfig.from_dict(config["model"])).to(model._device)
     persist.check_weights(module.state_dict(), weights, f"{path}/{persist.WEIGHTS_FILE}")
     module.load_state_dict(weights)
     module.eval()
@@ -401,10 +396,6 @@ def load(path: str | os.PathLike) -> VAE:
     return model
 
 
-def persist_config(config: dict) -> ModelConfig:
-    return ModelConfig.from_dict(config["model"])
-
-
 def _names(model: VAE) -> list[str] | None:
     names = getattr(model, "feature_names_in_", None)
     return None if names is None else [str(n) for n in names]
@@ -413,6 +404,3 @@ def _names(model: VAE) -> list[str] | None:
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
 
-
-def _rows(t: torch.Tensor | None, start: int, size: int = 256) -> torch.Tensor | None:
-    return None if t is None else t[start : start + size]
