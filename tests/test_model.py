@@ -65,7 +65,7 @@ def test_iwae_with_exact_posterior_recovers_log_likelihood():
     from scipy.stats import multivariate_normal
 
     exact = multivariate_normal(mean=b, cov=cov).logpdf(x.numpy())
-    for max_rows in (16384, 6 * 7):  # one chunk; chunks of 7 draws
+    for max_rows in (16384, 6 * 7, 4):  # one chunk; chunks of 7 draws; blocks of 4 samples
         gen = torch.Generator().manual_seed(0)
         est = module.log_likelihood(x, n_samples=20000, max_rows=max_rows, generator=gen)
         assert np.all(est.numpy() <= exact + 0.05)

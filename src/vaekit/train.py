@@ -11,7 +11,7 @@ from typing import Protocol
 import torch
 
 from vaekit.config import TrainConfig
-from vaekit.model import VAEModule
+from vaekit.model import LossOutput, VAEModule
 
 
 class Rows(Protocol):
@@ -68,14 +68,9 @@ def evaluate(
     """Mean loss, reconstruction and KL over ``index``, in eval mode, with fixed noise."""
     module.eval()
     gen = torch.Generator(device=_device(module)).manual_seed(seed)
-    sums = torch.zeros(3, dtype=torch.float64)
+    sums = torch.zeros(3, dtype=torch.float64, device=_device(module))
     for idx in index.split(batch_size):
-        out = module.loss(data.take(idx), _rows(cov, idx), kl_weight, gen)
-        sums += (
-            torch.stack([out.loss * len(idx), out.reconstruction.sum(), out.kl.sum()])
-            .double()
-            .cpu()
-        )
+        sums += _sums(module.loss(data.take(idx), _rows(cov, idx), kl_weight, gen))
     loss, rec, kl = (sums / len(index)).tolist()
     return {"loss": loss, "reconstruction": rec, "kl": kl}
 
@@ -110,7 +105,7 @@ def train(
     gen = torch.Generator().manual_seed(config.seed if config.seed is not None else 0)
     train_idx, val_idx = split_indices(len(data), config.validation_fraction, gen)
     stopping = config.early_stopping and len(val_idx) > 0
-    opt = torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = adam(module, config)
     result, best, best_state, stale = TrainResult(), float("inf"), None, 0
     start = time.perf_counter()
     for epoch in range(config.epochs):
@@ -146,6 +141,16 @@ def train(
     return result
 
 
+def adam(module: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam with the fused kernel where torch has one: on CPU it is several times faster than
+    the default per-tensor update, a quarter of a step's time at MNIST scale."""
+    kw = dict(lr=config.lr, weight_decay=config.weight_decay)
+    try:
+        return torch.optim.Adam(module.parameters(), fused=True, **kw)
+    except (RuntimeError, TypeError):  # fused Adam on CPU needs torch >= 2.4
+        return torch.optim.Adam(module.parameters(), **kw)
+
+
 def _fit_epoch(
     module: VAEModule,
     data: Rows,
@@ -158,7 +163,8 @@ def _fit_epoch(
 ) -> dict[str, float]:
     module.train()
     params = [p for p in module.parameters() if p.requires_grad]
-    sums, count = torch.zeros(3, dtype=torch.float64), 0
+    # Sums stay on the device: a copy to the host every step would stall a GPU.
+    sums, count = torch.zeros(3, dtype=torch.float64, device=_device(module)), 0
     for idx in minibatches(index, config.batch_size, gen):
         out = module.loss(data.take(idx), _rows(cov, idx), kl_weight)
         opt.zero_grad(set_to_none=True)
@@ -166,12 +172,7 @@ def _fit_epoch(
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         opt.step()
-        with torch.no_grad():
-            sums += (
-                torch.stack([out.loss * len(idx), out.reconstruction.sum(), out.kl.sum()])
-                .double()
-                .cpu()
-            )
+        sums += _sums(out)
         count += len(idx)
     if not torch.isfinite(sums).all():
         raise TrainingDiverged(
@@ -180,6 +181,13 @@ def _fit_epoch(
         )
     loss, rec, kl = (sums / count).tolist()
     return {"train_loss": loss, "train_reconstruction": rec, "train_kl": kl}
+
+
+@torch.no_grad()
+def _sums(out: LossOutput) -> torch.Tensor:
+    """(3,) float64 batch sums of loss, reconstruction and KL."""
+    n = len(out.reconstruction)
+    return torch.stack([out.loss * n, out.reconstruction.sum(), out.kl.sum()]).double()
 
 
 def _monitored(record: dict[str, float], beta: float) -> float:

@@ -109,15 +109,25 @@ def _first(X: Matrix, bad: np.ndarray) -> tuple[int, int]:
     return int(np.searchsorted(X.indptr, k, side="right") - 1), int(X.indices[k])
 
 
-# support name -> (test for bad values, what they are, how to fix)
+def _outside_unit_interval(v: np.ndarray) -> np.ndarray | None:
+    # min/max first: the full mask is only built when there is something to report
+    return (v < 0) | (v > 1) if v.size and (v.min() < 0 or v.max() > 1) else None
+
+
+def _not_counts(v: np.ndarray) -> np.ndarray | None:
+    bad = (v < 0) | (v != np.round(v))
+    return bad if bad.any() else None
+
+
+# support name -> (mask of bad values or None, what they are, how to fix)
 SUPPORTS = {
     "unit_interval": (
-        lambda v: (v < 0) | (v > 1),
+        _outside_unit_interval,
         "values outside [0, 1]",
         "scale the data to [0, 1] (for example divide by the maximum) or use likelihood='gaussian'",
     ),
     "counts": (
-        lambda v: (v < 0) | (v != np.round(v)),
+        _not_counts,
         "negative or non-integer values",
         "it needs raw counts, not normalised, scaled or log-transformed values; pass the raw "
         "counts or use likelihood='gaussian'",
@@ -132,7 +142,7 @@ def check_support(table: Table, support: str, likelihood: str) -> None:
     test, what, fix = SUPPORTS[support]
     values = table.X.data if sp.issparse(table.X) else table.X
     bad = test(values)
-    if bad.any():
+    if bad is not None:
         row, col = _first(table.X, bad)
         value = values[bad].flat[0]
         raise ValueError(
