@@ -17,7 +17,7 @@ from vaekit import persist
 from vaekit._runtime import epoch_progress, seeded
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.covariates import CovariateEncoder
-from vaekit.data import as_rows
+from vaekit.data import DenseRows, SparseRows, as_rows
 from vaekit.likelihoods import get_likelihood
 from vaekit.model import VAEModule
 from vaekit.train import train
@@ -160,7 +160,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         rows = as_rows(table.X, self._device)
         with seeded(self.seed_, self._device):
             self.module_ = VAEModule(self._model_config(cov)).to(self._device)
-            self._fit_library(rows.row_sums())
+            self._fit_library(rows)
             with epoch_progress(self.epochs, self.verbose) as progress:
                 result = train(self.module_, rows, cov, self._train_config(), progress)
         self.history_ = pd.DataFrame(result.history).set_index("epoch")
@@ -212,9 +212,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             seed=self.seed_,
         )
 
-    def _fit_library(self, totals: np.ndarray) -> None:
+    def _fit_library(self, rows: DenseRows | SparseRows) -> None:
+        """Log-normal of the library sizes, from which :meth:`sample` draws them."""
         if self.module_.likelihood.uses_library:
-            log_totals = np.log(totals)
+            log_totals = np.log(rows.row_sums())
             self.module_.library_log_mean.fill_(float(log_totals.mean()))
             self.module_.library_log_std.fill_(float(log_totals.std()))
 

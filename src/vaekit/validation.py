@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -187,6 +188,13 @@ def _align_by_name(table: Table, expected: list[str], name: str) -> Table:
         raise ValueError(
             f"{name} lacks {len(missing)} of the model's {len(expected)} features, e.g. "
             f"{missing[:5]}; pass a table with these columns"
+        )
+    extra = [f for f in table.feature_names if f not in set(expected)]
+    if extra:
+        warnings.warn(
+            f"{name} has {len(extra)} feature(s) the model was not fitted on, e.g. {extra[:5]}; "
+            "they are ignored",
+            stacklevel=4,
         )
     order = [position[f] for f in expected]
     if order == list(range(len(table.feature_names))):
