@@ -30,6 +30,8 @@ class ModelConfig:
         Name of the activation in :data:`vaekit.nn.ACTIVATIONS`.
     batch_norm, dropout
         Applied after every hidden linear layer.
+    posterior_batch_norm : bool
+        Batch norm on the encoder's mean and log-variance outputs (Tybalt's encoder).
     n_covariates : int
         Width of the encoded condition vector (0 for an unconditional VAE).
     """
@@ -41,6 +43,7 @@ class ModelConfig:
     likelihood: str = "gaussian"
     activation: str = "relu"
     batch_norm: bool = False
+    posterior_batch_norm: bool = False
     dropout: float = 0.0
     n_covariates: int = 0
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -18,43 +19,65 @@ from vaekit._runtime import epoch_progress, seeded
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.covariates import CovariateEncoder
 from vaekit.data import DenseRows, SparseRows, as_rows
+from vaekit.data.preprocess import Preprocessor
 from vaekit.likelihoods import get_likelihood
 from vaekit.model import VAEModule
+from vaekit.presets import resolve
 from vaekit.train import train
-from vaekit.validation import Table, align_features, as_table, check_support
+from vaekit.validation import (
+    Table,
+    align_features,
+    as_table,
+    check_finite,
+    check_support,
+    is_anndata,
+    resolve_y,
+)
 
 INFERENCE_BATCH = 4096
+PREPROCESS_PREFIX = "preprocess."
 
 
 class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Variational autoencoder with a choice of likelihood, optionally conditioned on y.
 
+    Every setting left at None takes the ``preset``'s value, else the default in brackets
+    (:data:`vaekit.presets.DEFAULTS`); the values used are in ``settings_`` after ``fit``.
+
     Parameters
     ----------
-    n_latent : int
+    n_latent : int [10]
         Number of latent features.
-    hidden : tuple of int
+    hidden : tuple of int [(128,)]
         Encoder hidden layers; the decoder mirrors them unless ``decoder_hidden`` is given.
-    likelihood : str
+    likelihood : str ["gaussian"]
         ``"gaussian"``, ``"bernoulli"``, ``"continuous_bernoulli"``, ``"poisson"``, ``"nb"`` or
         ``"zinb"`` (count likelihoods take raw counts).
-    beta : float
+    beta : float [1.0]
         Weight of the KL term (beta-VAE, Higgins et al. 2017).
-    kl_warmup : int
+    kl_warmup : int [0]
         Epochs over which the KL weight rises linearly from 0 to ``beta``.
-    epochs, batch_size, lr, weight_decay
+    epochs, batch_size, lr, weight_decay : [100, 128, 1e-3, 0.0]
         Adam training settings.
-    decoder_hidden : tuple of int or None
-    activation : str
-    batch_norm : bool
-    dropout : float
-    validation_fraction : float
+    preset : str, optional
+        Named settings, e.g. ``"tybalt"`` (see :mod:`vaekit.presets`).
+    preprocess : sequence of steps [()]
+        Fitted with the model and applied again at encode time, e.g.
+        ``["log1p", SelectVariable(2000, "mad"), "minmax"]`` (see :mod:`vaekit.data.preprocess`).
+    decoder_hidden : tuple of int [mirror of hidden]
+    activation : str ["relu"]
+    batch_norm : bool [False]
+        Batch norm in every hidden layer.
+    posterior_batch_norm : bool [False]
+        Batch norm on the encoder's mean and log-variance (Tybalt).
+    dropout : float [0.0]
+    validation_fraction : float [0.1]
         Share of samples held out to monitor the loss.
-    early_stopping : bool
+    early_stopping : bool [True]
         Stop when the validation loss has not improved for ``patience`` epochs after the
         warm-up, and restore the best weights.
-    patience : int
-    grad_clip : float or None
+    patience : int [10]
+    grad_clip : float [no clipping]
         Clip the gradient norm to this value.
     seed : int or None
         Two fits with the same seed on the same machine give identical weights.
@@ -66,13 +89,20 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     Attributes
     ----------
     module_ : VAEModule
+    settings_ : dict
+        The settings used, after the preset and defaults.
+    preprocessor_ : Preprocessor
+    features_ : list of str
+        The features the decoder models (after feature selection).
     history_ : pandas.DataFrame
         Per epoch: train_/val_ loss, reconstruction and KL, kl_weight, seconds.
     best_epoch_ : int
     n_features_in_ : int
     feature_names_in_ : ndarray of str
-        Set when X had feature names (a DataFrame).
+        Set when X had feature names (a DataFrame or an AnnData).
     covariates_ : CovariateEncoder or None
+    image_shape_ : tuple of int or None
+        (H, W) or (C, H, W) when the data were images read by :func:`vaekit.read`.
     training_seconds_ : float
 
     Examples
@@ -86,23 +116,26 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        n_latent: int = 10,
-        hidden: tuple[int, ...] = (128,),
-        likelihood: str = "gaussian",
-        beta: float = 1.0,
-        kl_warmup: int = 0,
-        epochs: int = 100,
-        batch_size: int = 128,
-        lr: float = 1e-3,
+        n_latent: int | None = None,
+        hidden: tuple[int, ...] | None = None,
+        likelihood: str | None = None,
+        beta: float | None = None,
+        kl_warmup: int | None = None,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        lr: float | None = None,
         *,
-        weight_decay: float = 0.0,
+        preset: str | None = None,
+        preprocess: Sequence | None = None,
+        weight_decay: float | None = None,
         decoder_hidden: tuple[int, ...] | None = None,
-        activation: str = "relu",
-        batch_norm: bool = False,
-        dropout: float = 0.0,
-        validation_fraction: float = 0.1,
-        early_stopping: bool = True,
-        patience: int = 10,
+        activation: str | None = None,
+        batch_norm: bool | None = None,
+        posterior_batch_norm: bool | None = None,
+        dropout: float | None = None,
+        validation_fraction: float | None = None,
+        early_stopping: bool | None = None,
+        patience: int | None = None,
         grad_clip: float | None = None,
         seed: int | None = None,
         device: str = "cpu",
@@ -116,10 +149,13 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
+        self.preset = preset
+        self.preprocess = preprocess
         self.weight_decay = weight_decay
         self.decoder_hidden = decoder_hidden
         self.activation = activation
         self.batch_norm = batch_norm
+        self.posterior_batch_norm = posterior_batch_norm
         self.dropout = dropout
         self.validation_fraction = validation_fraction
         self.early_stopping = early_stopping
@@ -130,87 +166,89 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X: Any, y: Any = None) -> VAE:
+    def fit(self, X: Any, y: Any = None, *, layer: str | None = None) -> VAE:
         """Train on X (samples x features), conditioned on y when given.
 
         Parameters
         ----------
-        X : array-like, DataFrame, sparse matrix or tensor, shape (n_samples, n_features)
-        y : array-like or DataFrame, optional
+        X : array-like, DataFrame, sparse matrix, tensor or AnnData, (n_samples, n_features)
+        y : array-like, DataFrame, or the name(s) of AnnData ``obs`` columns, optional
             Conditions: float columns are continuous, all others categorical.
+        layer : str, optional
+            The AnnData layer to use instead of ``X``.
 
         Returns
         -------
         self
         """
-        self._check_params()
-        table = as_table(X)
-        check_support(table, get_likelihood(self.likelihood).support, self.likelihood)
+        self.settings_ = settings = resolve(self.get_params(), self.preset)
+        _check_settings(settings)
+        self.preprocessor_ = Preprocessor(settings["preprocess"])
+        table = as_table(X, layer=layer)
         self.n_features_in_ = table.X.shape[1]
         if table.feature_names is not None:
             self.feature_names_in_ = np.asarray(table.feature_names, dtype=object)
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
-        n = table.X.shape[0]
+        self.image_shape_ = _image_shape(X)
+        names = table.feature_names or [f"x{i}" for i in range(self.n_features_in_)]
+        data = self._model_table(
+            self.preprocessor_.fit_transform(table.X, names), table, fitting=True
+        )
+        self.features_ = self.preprocessor_.features_
+        y = resolve_y(X, y)
+        n = data.X.shape[0]
         self.covariates_ = None if y is None else CovariateEncoder.fit(y, n)
         cov = None if y is None else self.covariates_.transform(y, n).to(self._device)
         self.seed_ = (
             self.seed if self.seed is not None else int(np.random.default_rng().integers(2**31))
         )
-        rows = as_rows(table.X, self._device)
+        rows = as_rows(data.X, self._device)
         with seeded(self.seed_, self._device):
             self.module_ = VAEModule(self._model_config(cov)).to(self._device)
             self._fit_library(rows)
-            with epoch_progress(self.epochs, self.verbose) as progress:
+            with epoch_progress(settings["epochs"], self.verbose) as progress:
                 result = train(self.module_, rows, cov, self._train_config(), progress)
         self.history_ = pd.DataFrame(result.history).set_index("epoch")
         self.best_epoch_ = result.best_epoch
         self.training_seconds_ = result.seconds
         return self
 
-    def _check_params(self) -> None:
-        get_likelihood(self.likelihood)
-        positive = {"n_latent": self.n_latent, "epochs": self.epochs, "batch_size": self.batch_size}
-        for name, value in positive.items():
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
-        if not 0 <= self.validation_fraction < 1:
+    def _model_table(self, X: Any, table: Table, fitting: bool = False) -> Table:
+        """The preprocessed data as a Table, checked against the likelihood."""
+        likelihood = self.settings_["likelihood"]
+        support = get_likelihood(likelihood).support
+        if support == "counts" and not self.preprocessor_.keeps_counts:
             raise ValueError(
-                f"validation_fraction must be in [0, 1); got {self.validation_fraction}"
+                f"likelihood {likelihood!r} models raw counts, but preprocess "
+                f"{self.preprocessor_.to_config()} changes them (only feature selection keeps "
+                "counts); drop those steps or use likelihood='gaussian'"
             )
-        if self.lr <= 0 or self.beta < 0 or self.kl_warmup < 0:
-            raise ValueError(
-                f"need lr > 0, beta >= 0, kl_warmup >= 0; got lr={self.lr}, beta={self.beta}, "
-                f"kl_warmup={self.kl_warmup}"
-            )
+        names = self.preprocessor_.features_ if not fitting else None
+        out = Table(X, names, table.sample_names)
+        if self.preprocessor_.steps:
+            check_finite(out, "X after preprocessing")
+        check_support(out, support, likelihood)
+        return out
 
     def _model_config(self, cov: torch.Tensor | None) -> ModelConfig:
+        s = self.settings_
         return ModelConfig(
-            n_input=self.n_features_in_,
-            n_latent=self.n_latent,
-            hidden=tuple(self.hidden),
-            decoder_hidden=None if self.decoder_hidden is None else tuple(self.decoder_hidden),
-            likelihood=self.likelihood,
-            activation=self.activation,
-            batch_norm=self.batch_norm,
-            dropout=self.dropout,
+            n_input=len(self.preprocessor_.features_),
+            n_latent=s["n_latent"],
+            hidden=tuple(s["hidden"]),
+            decoder_hidden=None if s["decoder_hidden"] is None else tuple(s["decoder_hidden"]),
+            likelihood=s["likelihood"],
+            activation=s["activation"],
+            batch_norm=s["batch_norm"],
+            posterior_batch_norm=s["posterior_batch_norm"],
+            dropout=s["dropout"],
             n_covariates=0 if cov is None else cov.shape[1],
         )
 
     def _train_config(self) -> TrainConfig:
-        return TrainConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            beta=self.beta,
-            kl_warmup=self.kl_warmup,
-            validation_fraction=self.validation_fraction,
-            early_stopping=self.early_stopping,
-            patience=self.patience,
-            grad_clip=self.grad_clip,
-            seed=self.seed_,
-        )
+        keys = [f.name for f in fields(TrainConfig) if f.name != "seed"]
+        return TrainConfig(**{k: self.settings_[k] for k in keys}, seed=self.seed_)
 
     def _fit_library(self, rows: DenseRows | SparseRows) -> None:
         """Log-normal of the library sizes, from which :meth:`sample` draws them."""
@@ -225,17 +263,18 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     @property
     def _n_features_out(self) -> int:
-        return self.n_latent
+        return self.module_.config.n_latent
 
     # ------------------------------------------------------------------ inference
-    def _inputs(self, X: Any, y: Any) -> tuple[Table, Any, torch.Tensor | None]:
-        """Validate X against the fitted features and encode y; raise before any work."""
+    def _inputs(self, X: Any, y: Any, layer: str | None) -> tuple[Table, Any, torch.Tensor | None]:
+        """Validate X against the fitted features, preprocess it and encode y, before any work."""
         check_is_fitted(self, "module_")
-        table = as_table(X)
-        table = align_features(table, self.n_features_in_, getattr(self, "feature_names_in_", None))
-        check_support(table, get_likelihood(self.likelihood).support, self.likelihood)
-        cov = self._covariates(y, table.X.shape[0])
-        return table, as_rows(table.X, self._device), cov
+        table = as_table(X, layer=layer)
+        names = getattr(self, "feature_names_in_", None)
+        table = align_features(table, self.n_features_in_, names)
+        data = self._model_table(self.preprocessor_.transform(table.X), table)
+        cov = self._covariates(resolve_y(X, y), data.X.shape[0])
+        return data, as_rows(data.X, self._device), cov
 
     def _covariates(self, y: Any, n: int) -> torch.Tensor | None:
         if self.covariates_ is None:
@@ -248,9 +287,11 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return self.covariates_.transform(y, n).to(self._device)
 
     @torch.no_grad()
-    def _map(self, X: Any, y: Any, fn: Callable, seed: int = 0) -> tuple[Table, list]:
+    def _map(
+        self, X: Any, y: Any, layer: str | None, fn: Callable, seed: int = 0
+    ) -> tuple[Table, list]:
         """Apply ``fn(x, c)`` to batches of rows in eval mode; return the per-batch outputs."""
-        table, rows, cov = self._inputs(X, y)
+        table, rows, cov = self._inputs(X, y, layer)
         self.module_.eval()
         outputs = []
         with seeded(seed, self._device):
@@ -259,47 +300,84 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 outputs.append(fn(rows.take(idx), c))
         return table, outputs
 
-    def encode(self, X: Any, y: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    def encode(
+        self, X: Any, y: Any = None, *, layer: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Posterior means and log-variances, each (n_samples, n_latent)."""
-        _, parts = self._map(X, y, lambda x, c: self.module_.encode(x, c))
+        _, parts = self._map(X, y, layer, lambda x, c: self.module_.encode(x, c))
         mean = torch.cat([q.loc for q in parts]).cpu().numpy()
         logvar = torch.cat([2 * q.scale.log() for q in parts]).cpu().numpy()
         return mean, logvar
 
-    def transform(self, X: Any, y: Any = None) -> np.ndarray:
+    def transform(self, X: Any, y: Any = None, *, layer: str | None = None) -> np.ndarray:
         """Posterior means, (n_samples, n_latent)."""
-        return self.encode(X, y)[0]
+        return self.encode(X, y, layer=layer)[0]
 
-    def reconstruct(self, X: Any, y: Any = None) -> np.ndarray | pd.DataFrame:
-        """Expected value of p(x | z = posterior mean), in data space (a DataFrame for one)."""
+    def reconstruct(
+        self, X: Any, y: Any = None, *, layer: str | None = None
+    ) -> np.ndarray | pd.DataFrame:
+        """Expected value of p(x | z = posterior mean), in the (preprocessed) space the decoder
+        models; a DataFrame with sample and feature names when X had sample names."""
 
         def mean(x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-            return self.module_.decode(
-                self.module_.encode(x, c).loc, c, self.module_.library(x)
-            ).mean
+            m = self.module_
+            return m.decode(m.encode(x, c).loc, c, m.library(x)).mean
 
-        table, parts = self._map(X, y, mean)
+        table, parts = self._map(X, y, layer, mean)
         out = torch.cat(parts).cpu().numpy()
         if table.sample_names is None:
             return out
-        return pd.DataFrame(out, index=table.sample_names, columns=table.feature_names)
+        return pd.DataFrame(out, index=table.sample_names, columns=self.features_)
+
+    def elbo_terms(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        layer: str | None = None,
+        n_samples: int = 10,
+        seed: int = 0,
+    ) -> pd.DataFrame:
+        """Per-sample reconstruction (-E_q log p(x|z)), KL and ELBO in nats (beta = 1),
+        averaged over ``n_samples`` posterior draws."""
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1; got {n_samples}")
+
+        def terms(x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+            outs = [self.module_.loss(x, c) for _ in range(n_samples)]
+            return torch.stack([torch.stack([o.reconstruction, o.kl]) for o in outs]).mean(0)
+
+        table, parts = self._map(X, y, layer, terms, seed)
+        rec, kl = torch.cat(parts, dim=1).cpu().double().numpy()
+        return pd.DataFrame(
+            {"reconstruction": rec, "kl": kl, "elbo": -(rec + kl)}, index=table.sample_names
+        )
 
     def score_samples(
-        self, X: Any, y: Any = None, n_samples: int = 10, seed: int = 0
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        layer: str | None = None,
+        n_samples: int = 10,
+        seed: int = 0,
     ) -> np.ndarray:
         """Per-sample ELBO in nats (beta = 1), averaged over ``n_samples`` posterior draws."""
+        terms = self.elbo_terms(X, y, layer=layer, n_samples=n_samples, seed=seed)
+        return terms["elbo"].to_numpy()
 
-        def elbo(x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-            return torch.stack([self.module_.loss(x, c).elbo for _ in range(n_samples)]).mean(0)
-
-        return torch.cat(self._map(X, y, elbo, seed)[1]).cpu().double().numpy()
-
-    def score(self, X: Any, y: Any = None) -> float:
+    def score(self, X: Any, y: Any = None, *, layer: str | None = None) -> float:
         """Mean ELBO per sample (higher is better), for model selection."""
-        return float(self.score_samples(X, y).mean())
+        return float(self.score_samples(X, y, layer=layer).mean())
 
     def log_likelihood(
-        self, X: Any, y: Any = None, n_samples: int = 1000, seed: int = 0
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        layer: str | None = None,
+        n_samples: int = 1000,
+        seed: int = 0,
     ) -> np.ndarray:
         """Per-sample importance-sampled log p(x) in nats, the IWAE bound with ``n_samples``
         draws (Burda et al. 2016); it rises towards log p(x) as ``n_samples`` grows."""
@@ -309,7 +387,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         def iwae(x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
             return self.module_.log_likelihood(x, c, n_samples)  # draws chunked inside
 
-        return torch.cat(self._map(X, y, iwae, seed)[1]).cpu().double().numpy()
+        return torch.cat(self._map(X, y, layer, iwae, seed)[1]).cpu().double().numpy()
 
     @torch.no_grad()
     def sample(self, n: int, y: Any = None, seed: int = 0, mean: bool = False) -> np.ndarray:
@@ -328,28 +406,34 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n must be a positive integer; got {n!r}")
         cov = self._covariates(y, n)
-        self.module_.eval()
+        module = self.module_.eval()
         parts = []
         with seeded(seed, self._device):
             for idx in torch.arange(n).split(INFERENCE_BATCH):
-                z = torch.randn(len(idx), self.n_latent, device=self._device)
+                z = torch.randn(len(idx), module.config.n_latent, device=self._device)
                 library = (
-                    self.module_.sample_library(len(idx))
-                    if self.module_.likelihood.uses_library
-                    else None
+                    module.sample_library(len(idx)) if module.likelihood.uses_library else None
                 )
-                px = self.module_.decode(z, None if cov is None else cov[idx], library)
+                px = module.decode(z, None if cov is None else cov[idx], library)
                 parts.append(px.mean if mean else px.sample())
         return torch.cat(parts).cpu().numpy()
 
     # ------------------------------------------------------------------ files
-    def save(self, path: str | os.PathLike) -> None:
-        """Write ``config.json`` and ``weights.safetensors`` into the folder ``path`` atomically."""
+    def save(self, path: str | os.PathLike, metadata: dict | None = None) -> None:
+        """Write ``config.json`` and ``weights.safetensors`` into the folder ``path`` atomically.
+
+        ``metadata`` (JSON), such as the command that trained the model, is stored alongside.
+        """
         check_is_fitted(self, "module_")
         config = {
             "model": self.module_.config.to_dict(),
             "params": _jsonable(self.get_params()),
+            "settings": _jsonable(self.settings_),
+            "n_features_in": self.n_features_in_,
             "feature_names": _names(self),
+            "features": list(self.features_),
+            "image_shape": None if self.image_shape_ is None else list(self.image_shape_),
+            "preprocess": self.preprocessor_.to_config(),
             "covariates": None if self.covariates_ is None else self.covariates_.to_dict(),
             "training": {
                 "seed": self.seed_,
@@ -357,8 +441,12 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 "seconds": self.training_seconds_,
                 "history": self.history_.reset_index().to_dict(orient="list"),
             },
+            "metadata": metadata or {},
         }
-        persist.write_model_dir(path, config, self.module_.state_dict())
+        weights = dict(self.module_.state_dict())
+        for key, value in self.preprocessor_.state().items():
+            weights[PREPROCESS_PREFIX + key] = torch.from_numpy(np.atleast_1d(value).copy())
+        persist.write_model_dir(path, config, weights)
 
 
 def load(path: str | os.PathLike) -> VAE:
@@ -369,24 +457,31 @@ def load(path: str | os.PathLike) -> VAE:
     >>> model = vaekit.load("my_model")  # doctest: +SKIP
     """
     config, weights = persist.read_model_dir(path)
-    params = config["params"]
-    for key in ("hidden", "decoder_hidden"):
-        if params.get(key) is not None:
-            params[key] = tuple(params[key])
-    if str(params.get("device", "cpu")).startswith("cuda") and not torch.cuda.is_available():
+    device = str(config["params"].get("device", "cpu"))
+    if device.startswith("cuda") and not torch.cuda.is_available():
         warnings.warn(
             "model was trained on CUDA, which is not available here; using the CPU", stacklevel=2
         )
-        params["device"] = "cpu"
-    model = VAE(**params)
+        config["params"]["device"] = "cpu"
+    model = VAE(**_tuples(config["params"]))
+    pre_state = {
+        k[len(PREPROCESS_PREFIX) :]: v.numpy()
+        for k, v in weights.items()
+        if k.startswith(PREPROCESS_PREFIX)
+    }
+    weights = {k: v for k, v in weights.items() if not k.startswith(PREPROCESS_PREFIX)}
     module = VAEModule(ModelConfig.from_dict(config["model"])).to(model._device)
     persist.check_weights(module.state_dict(), weights, f"{path}/{persist.WEIGHTS_FILE}")
     module.load_state_dict(weights)
-    module.eval()
-    model.module_ = module
-    model.n_features_in_ = module.config.n_input
+    model.module_ = module.eval()
+    model.settings_ = _tuples(config["settings"])
+    model.preprocessor_ = Preprocessor.from_config(config["preprocess"], pre_state)
+    model.preprocessor_.features_ = model.features_ = list(config["features"])
+    model.n_features_in_ = int(config["n_features_in"])
     if config.get("feature_names") is not None:
         model.feature_names_in_ = np.asarray(config["feature_names"], dtype=object)
+    shape = config.get("image_shape")
+    model.image_shape_ = None if shape is None else tuple(shape)
     cov = config.get("covariates")
     model.covariates_ = None if cov is None else CovariateEncoder.from_dict(cov)
     training = config["training"]
@@ -394,7 +489,30 @@ def load(path: str | os.PathLike) -> VAE:
     model.best_epoch_ = training["best_epoch"]
     model.training_seconds_ = training["seconds"]
     model.history_ = pd.DataFrame(training["history"]).set_index("epoch")
+    model.metadata_ = config.get("metadata", {})
     return model
+
+
+def _check_settings(s: dict[str, Any]) -> None:
+    get_likelihood(s["likelihood"])
+    for name in ("n_latent", "epochs", "batch_size"):
+        value = s[name]
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    if not 0 <= s["validation_fraction"] < 1:
+        raise ValueError(f"validation_fraction must be in [0, 1); got {s['validation_fraction']}")
+    if s["lr"] <= 0 or s["beta"] < 0 or s["kl_warmup"] < 0:
+        raise ValueError(
+            f"need lr > 0, beta >= 0, kl_warmup >= 0; got lr={s['lr']}, beta={s['beta']}, "
+            f"kl_warmup={s['kl_warmup']}"
+        )
+
+
+def _image_shape(X: Any) -> tuple[int, ...] | None:
+    if not is_anndata(X):
+        return None
+    shape = X.uns.get("vaekit", {}).get("image_shape")
+    return None if shape is None else tuple(int(v) for v in shape)
 
 
 def _names(model: VAE) -> list[str] | None:
@@ -403,5 +521,15 @@ def _names(model: VAE) -> list[str] | None:
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+    out = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+    if out.get("preprocess") is not None:
+        out["preprocess"] = Preprocessor(out["preprocess"]).to_config()
+    return out
 
+
+def _tuples(params: dict[str, Any]) -> dict[str, Any]:
+    out = dict(params)
+    for key in ("hidden", "decoder_hidden"):
+        if out.get(key) is not None:
+            out[key] = tuple(out[key])
+    return out

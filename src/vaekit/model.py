@@ -66,8 +66,10 @@ class VAEModule(nn.Module):
         c = config
         layer = dict(activation=c.activation, batch_norm=c.batch_norm, dropout=c.dropout)
         self.encoder = MLP(c.n_input, c.hidden, c.n_covariates, **layer)
-        self.z_mean = nn.Linear(self.encoder.n_out + c.n_covariates, c.n_latent)
-        self.z_logvar = nn.Linear(self.encoder.n_out + c.n_covariates, c.n_latent)
+        self.z_mean = _head(self.encoder.n_out + c.n_covariates, c.n_latent, c.posterior_batch_norm)
+        self.z_logvar = _head(
+            self.encoder.n_out + c.n_covariates, c.n_latent, c.posterior_batch_norm
+        )
         self.decoder = MLP(c.n_latent, c.decoder_layers, c.n_covariates, **layer)
         self.likelihood = get_likelihood(c.likelihood)(
             self.decoder.n_out + c.n_covariates, c.n_input
@@ -173,6 +175,11 @@ class VAEModule(nn.Module):
             log_px = px.log_prob(x.repeat(k, 1)).sum(-1).view(k, n)
             parts.append(torch.logsumexp(log_px + log_pz - log_qz, dim=0))  # (B,)
         return torch.logsumexp(torch.stack(parts), dim=0) - math.log(n_samples)
+
+
+def _head(n_in: int, n_out: int, batch_norm: bool) -> nn.Module:
+    linear = nn.Linear(n_in, n_out)
+    return nn.Sequential(linear, nn.BatchNorm1d(n_out)) if batch_norm else linear
 
 
 def _slice(t: torch.Tensor | None, start: int, size: int) -> torch.Tensor | None:

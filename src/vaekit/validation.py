@@ -35,15 +35,23 @@ class Table:
         return text
 
 
-def as_table(X: Any, name: str = "X") -> Table:
-    """Validate ``X`` (numpy, pandas, scipy.sparse, torch) into a float32 :class:`Table`.
+def is_anndata(X: Any) -> bool:
+    return type(X).__name__ == "AnnData" and type(X).__module__.startswith("anndata")
+
+
+def as_table(X: Any, name: str = "X", layer: str | None = None) -> Table:
+    """Validate ``X`` (numpy, pandas, scipy.sparse, torch, AnnData) into a float32 :class:`Table`.
 
     Raises
     ------
     TypeError, ValueError
-        For non-numeric columns, 1-D or empty input, NaN or infinite values.
+        For non-numeric columns, 1-D or empty input, NaN or infinite values, a missing layer.
     """
     feature_names = sample_names = None
+    if is_anndata(X):
+        X, feature_names, sample_names = _from_anndata(X, layer)
+    elif layer is not None:
+        raise TypeError(f"layer={layer!r} needs an AnnData; got {type(X).__name__}")
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
     if isinstance(X, pd.DataFrame):
@@ -57,8 +65,36 @@ def as_table(X: Any, name: str = "X") -> Table:
         X = _as_float_array(X, name)
     _check_shape(X, name)
     table = Table(X, feature_names, sample_names)
-    _check_finite(table, name)
+    check_finite(table, name)
     return table
+
+
+def _from_anndata(adata: Any, layer: str | None) -> tuple[Any, list[str], pd.Index]:
+    if layer is not None and layer not in adata.layers:
+        raise ValueError(f"the AnnData has no layer {layer!r}; its layers: {list(adata.layers)}")
+    X = adata.X if layer is None else adata.layers[layer]
+    if X is None:
+        raise ValueError("the AnnData has no X; choose one of its layers with layer=")
+    return X, [str(v) for v in adata.var_names], pd.Index(adata.obs_names)
+
+
+def resolve_y(X: Any, y: Any) -> Any:
+    """``y`` as given, or the ``obs`` column(s) of an AnnData that ``y`` names."""
+    named = isinstance(y, str) or (
+        isinstance(y, (list, tuple)) and len(y) > 0 and all(isinstance(v, str) for v in y)
+    )
+    if not named or not is_anndata(X):
+        if isinstance(y, str):
+            raise TypeError(
+                f"y={y!r} names a column, which needs an AnnData with that obs column; "
+                "pass the values instead"
+            )
+        return y
+    columns = [y] if isinstance(y, str) else list(y)
+    missing = [c for c in columns if c not in X.obs.columns]
+    if missing:
+        raise ValueError(f"obs has no column {missing}; its columns: {list(X.obs.columns)}")
+    return X.obs[columns].reset_index(drop=True)
 
 
 def _as_float_array(X: Any, name: str) -> np.ndarray:
@@ -90,7 +126,7 @@ def _check_shape(X: Matrix, name: str) -> None:
         raise ValueError(f"{name} is empty: shape {X.shape}; it needs samples and features")
 
 
-def _check_finite(table: Table, name: str) -> None:
+def check_finite(table: Table, name: str) -> None:
     values = table.X.data if sp.issparse(table.X) else table.X
     bad = ~np.isfinite(values)
     if bad.any():

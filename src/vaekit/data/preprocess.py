@@ -1,0 +1,302 @@
+"""Preprocessing steps fitted with the model, saved in its files and applied again at encode time.
+
+Each step is a small named object: its settings go to ``config.json``, its fitted arrays to
+``weights.safetensors``; nothing is pickled. A new step is one class with ``@register_step``.
+Steps run in a fixed order by kind: normalise -> transform -> select -> scale.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+Matrix = np.ndarray | sp.csr_matrix
+
+STEPS: dict[str, type[Step]] = {}
+ORDER = ("normalize", "transform", "select", "scale")
+
+
+def register_step(cls: type[Step]) -> type[Step]:
+    """Make a step available by its ``name`` (in settings files and model files)."""
+    STEPS[cls.name] = cls
+    return cls
+
+
+class Step:
+    """A preprocessing step. Subclasses set ``name`` and ``kind`` and override what they need.
+
+    Attributes
+    ----------
+    keeps_counts : bool
+        True when the output of raw counts is still raw counts (count likelihoods allow only
+        such steps).
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    keeps_counts: ClassVar[bool] = False
+
+    def params(self) -> dict[str, Any]:
+        """Constructor arguments, as JSON."""
+        return {}
+
+    def fit(self, X: Matrix) -> Step:
+        return self
+
+    def transform(self, X: Matrix) -> Matrix:
+        raise NotImplementedError
+
+    def select(self, names: list[str]) -> list[str]:
+        """Names of the output features."""
+        return names
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Fitted arrays."""
+        return {}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.params() == other.params()
+
+
+@register_step
+class NormalizeTotal(Step):
+    """Library-size normalisation: each sample scaled to ``target_sum`` total
+    (the median total of the training samples when None)."""
+
+    name, kind = "normalize_total", "normalize"
+
+    def __init__(self, target_sum: float | None = None) -> None:
+        self.target_sum = target_sum
+
+    def params(self) -> dict[str, Any]:
+        return {"target_sum": self.target_sum}
+
+    def fit(self, X: Matrix) -> Step:
+        totals = _row_sums(X)
+        self.target_ = np.array(
+            self.target_sum if self.target_sum is not None else np.median(totals[totals > 0])
+        )
+        return self
+
+    def transform(self, X: Matrix) -> Matrix:
+        totals = _row_sums(X)
+        scale = np.divide(float(self.target_), totals, out=np.zeros_like(totals), where=totals > 0)
+        if sp.issparse(X):
+            return sp.csr_matrix(sp.diags(scale.astype(np.float32)) @ X)
+        return X * scale[:, None].astype(np.float32)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"target_": self.target_}
+
+
+@register_step
+class Log1p(Step):
+    """log(1 + x), natural or in ``base`` (Tybalt used log2(x + 1))."""
+
+    name, kind = "log1p", "transform"
+
+    def __init__(self, base: float | None = None) -> None:
+        self.base = base
+
+    def params(self) -> dict[str, Any]:
+        return {"base": self.base}
+
+    def transform(self, X: Matrix) -> Matrix:
+        divisor = np.float32(1.0 if self.base is None else np.log(self.base))
+        if sp.issparse(X):
+            X = X.copy()
+            X.data = np.log1p(X.data) / divisor
+            return X
+        return np.log1p(X) / divisor
+
+
+@register_step
+class SelectVariable(Step):
+    """Keep the ``n`` most variable features, by ``method``: ``"variance"``, or ``"mad"``, the
+    mean absolute deviation from the mean (pandas' old ``mad()``, which Tybalt used)."""
+
+    name, kind, keeps_counts = "select_variable", "select", True
+    METHODS: ClassVar[tuple[str, ...]] = ("variance", "mad")
+
+    def __init__(self, n: int = 5000, method: str = "variance") -> None:
+        self.n = n
+        self.method = method
+
+    def params(self) -> dict[str, Any]:
+        return {"n": self.n, "method": self.method}
+
+    def fit(self, X: Matrix) -> Step:
+        if self.method not in self.METHODS:
+            raise ValueError(f"unknown selection method {self.method!r}; use one of {self.METHODS}")
+        if not isinstance(self.n, (int, np.integer)) or self.n < 1:
+            raise ValueError(f"select needs a positive number of features; got {self.n!r}")
+        spread = _variance(X) if self.method == "variance" else _mean_absolute_deviation(X)
+        n = min(self.n, X.shape[1])
+        # stable sort: ties keep the original column order, so the choice is reproducible
+        self.index_ = np.sort(np.argsort(-spread, kind="stable")[:n])
+        return self
+
+    def transform(self, X: Matrix) -> Matrix:
+        return X[:, self.index_]
+
+    def select(self, names: list[str]) -> list[str]:
+        return [names[i] for i in self.index_]
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"index_": self.index_}
+
+
+@register_step
+class MinMax(Step):
+    """Scale each feature to [0, 1] by its training minimum and maximum; new values outside
+    that range are clipped, so [0, 1] likelihoods can score them."""
+
+    name, kind = "minmax", "scale"
+
+    def fit(self, X: Matrix) -> Step:
+        dense = _dense(X)
+        self.min_ = dense.min(0).astype(np.float32)
+        self.range_ = _nonzero(dense.max(0) - self.min_)
+        return self
+
+    def transform(self, X: Matrix) -> Matrix:
+        return np.clip((_dense(X) - self.min_) / self.range_, 0.0, 1.0).astype(np.float32)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"min_": self.min_, "range_": self.range_}
+
+
+@register_step
+class ZScore(Step):
+    """Centre each feature and scale it to unit variance (training mean and SD)."""
+
+    name, kind = "zscore", "scale"
+
+    def fit(self, X: Matrix) -> Step:
+        dense = _dense(X)
+        self.mean_ = dense.mean(0).astype(np.float32)
+        self.std_ = _nonzero(dense.std(0))
+        return self
+
+    def transform(self, X: Matrix) -> Matrix:
+        return ((_dense(X) - self.mean_) / self.std_).astype(np.float32)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"mean_": self.mean_, "std_": self.std_}
+
+
+class Preprocessor:
+    """Steps in their fixed order; fitted on the training data, saved with the model.
+
+    Parameters
+    ----------
+    steps : sequence of Step, str or dict
+        ``"log1p"``, ``{"name": "select_variable", "n": 2000}`` or ``SelectVariable(2000)``.
+
+    Examples
+    --------
+    >>> pre = Preprocessor(["log1p", SelectVariable(2, "mad"), "minmax"])
+    >>> pre.fit_transform(np.array([[1.0, 5, 0], [3, 0, 0], [0, 9, 1]]), ["a", "b", "c"]).shape
+    (3, 2)
+    """
+
+    def __init__(self, steps: Sequence[Step | str | dict] = ()) -> None:
+        self.steps = sorted((make_step(s) for s in steps), key=lambda s: ORDER.index(s.kind))
+        kinds = [s.kind for s in self.steps]
+        repeated = sorted({k for k in kinds if kinds.count(k) > 1})
+        if repeated:
+            raise ValueError(f"preprocess has more than one step of kind {repeated}: {self.steps}")
+
+    @property
+    def keeps_counts(self) -> bool:
+        return all(s.keeps_counts for s in self.steps)
+
+    def fit_transform(self, X: Matrix, names: list[str]) -> Matrix:
+        for step in self.steps:
+            X = step.fit(X).transform(X)
+        self.features_ = self.output_features(names)
+        return X
+
+    def transform(self, X: Matrix) -> Matrix:
+        for step in self.steps:
+            X = step.transform(X)
+        return X
+
+    def output_features(self, names: list[str]) -> list[str]:
+        for step in self.steps:
+            names = step.select(names)
+        return names
+
+    def to_config(self) -> list[dict[str, Any]]:
+        return [{"name": s.name, **s.params()} for s in self.steps]
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Fitted arrays of every step, keyed ``"{position}.{attribute}"``."""
+        return {f"{i}.{k}": v for i, s in enumerate(self.steps) for k, v in s.state().items()}
+
+    @classmethod
+    def from_config(cls, config: list[dict], state: dict[str, np.ndarray]) -> Preprocessor:
+        pre = cls(config)
+        for i, step in enumerate(pre.steps):
+            prefix = f"{i}."
+            step.set_state({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+        return pre
+
+
+def make_step(spec: Step | str | dict) -> Step:
+    """A fresh step from a Step (copied: the caller's object is never fitted), a name or a dict."""
+    if isinstance(spec, Step):
+        return copy.deepcopy(spec)
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise TypeError(f"a preprocess step is a Step, a name or a dict with 'name'; got {spec!r}")
+    kwargs = {k: v for k, v in spec.items() if k != "name"}
+    if spec["name"] not in STEPS:
+        raise ValueError(f"unknown preprocess step {spec['name']!r}; choose one of {sorted(STEPS)}")
+    try:
+        return STEPS[spec["name"]](**kwargs)
+    except TypeError as err:
+        raise ValueError(f"preprocess step {spec['name']!r}: {err}") from None
+
+
+def _row_sums(X: Matrix) -> np.ndarray:
+    return np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+
+
+def _dense(X: Matrix) -> np.ndarray:
+    return X.toarray() if sp.issparse(X) else X
+
+
+def _nonzero(spread: np.ndarray) -> np.ndarray:
+    """Constant features get a divisor of 1 (they become 0), not a division by zero."""
+    return np.where(spread > 0, spread, 1.0).astype(np.float32)
+
+
+def _variance(X: Matrix) -> np.ndarray:
+    if sp.issparse(X):
+        mean = np.asarray(X.mean(0)).ravel()
+        return np.asarray(X.multiply(X).mean(0)).ravel() - mean**2
+    return X.var(0, dtype=np.float64)
+
+
+def _mean_absolute_deviation(X: Matrix, block: int = 2048) -> np.ndarray:
+    """mean |x - mean(x)| per column, a block of columns at a time (sparse stays sparse
+    outside the block)."""
+    out = np.empty(X.shape[1])
+    for start in range(0, X.shape[1], block):
+        cols = _dense(X[:, start : start + block]).astype(np.float64)
+        out[start : start + block] = np.abs(cols - cols.mean(0)).mean(0)
+    return out
