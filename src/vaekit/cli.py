@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -16,6 +19,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Variational autoencoders for expression tables, single-cell counts, images and more.",
 )
+
+DATA = typer.Argument(..., help="Data file or folder (CSV/TSV, Parquet, .h5ad, 10x, images...).")
+MODEL = typer.Argument(..., help="A model folder written by `vaekit train`.")
+OUT = typer.Option(..., "-o", "--out", help="Where to write.")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress display.")
+TRANSPOSE = typer.Option(None, "--transpose", help="The file has genes as rows.")
+ANNOTATIONS = typer.Option(None, "--annotations", help="Sample annotation table (CSV/TSV).")
+LAYER = typer.Option(None, "--layer", help="AnnData layer to use instead of X.")
 
 
 def _version(value: bool) -> None:
@@ -33,11 +44,253 @@ def _main(
     """Train a VAE and use it: see `vaekit COMMAND --help`."""
 
 
+def _read(
+    path: Path,
+    transpose: bool | None = None,
+    annotations: Path | None = None,
+    layer: str | None = None,
+) -> Any:
+    from vaekit.data.readers import read
+
+    options = {"transpose": bool(transpose), "annotations": annotations, "layer": layer}
+    return read(path, **{k: v for k, v in options.items() if v})
+
+
+def _status(quiet: bool, text: str):
+    from contextlib import nullcontext
+
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return nullcontext() if quiet or not console.is_terminal else console.status(text)
+
+
+def _y(model: Any) -> list[str] | None:
+    """A conditional model reads its conditions from the obs columns it was trained on."""
+    return None if model.covariates_ is None else [c.name for c in model.covariates_.columns]
+
+
+@app.command()
+def train(
+    data: Path = DATA,
+    out: Path = OUT,
+    annotations: Path = ANNOTATIONS,
+    condition: str = typer.Option(None, help="Annotation column(s) to condition on, a,b."),
+    likelihood: str = typer.Option(
+        None, help="gaussian, bernoulli, continuous_bernoulli, poisson, nb or zinb."
+    ),
+    latent: int = typer.Option(None, help="Number of latent features."),
+    hidden: str = typer.Option(None, help="Hidden layer sizes, e.g. 400,200 ('' for none)."),
+    epochs: int = typer.Option(None),
+    batch_size: int = typer.Option(None, "--batch-size"),
+    lr: float = typer.Option(None, help="Adam learning rate."),
+    beta: float = typer.Option(None, help="KL weight (beta-VAE)."),
+    warmup: int = typer.Option(None, help="KL warm-up epochs."),
+    preset: str = typer.Option(None, help="Named settings, e.g. tybalt."),
+    select: int = typer.Option(None, help="Keep the N most variable features (0: all)."),
+    select_by: str = typer.Option(None, "--select-by", help="variance or mad."),
+    scale: str = typer.Option(None, help="minmax, zscore or none."),
+    log1p: bool = typer.Option(None, "--log1p/--no-log1p", help="log(1 + x) first."),
+    normalize: bool = typer.Option(
+        None, "--normalize/--no-normalize", help="Library-size normalisation first."
+    ),
+    transpose: bool = TRANSPOSE,
+    layer: str = LAYER,
+    seed: int = typer.Option(None),
+    config: Path = typer.Option(None, "--config", help="YAML settings; flags override them."),
+    quiet: bool = QUIET,
+) -> None:
+    """Train a VAE on DATA and save it to a model folder."""
+    flags = {k: v for k, v in locals().items() if k not in ("data", "out", "config", "quiet")}
+    from vaekit import VAE
+    from vaekit.atomic import check_parent
+    from vaekit.settings import merge, read_options, read_settings, vae_arguments
+
+    settings = merge(read_settings(config), flags)
+    check_parent(out)
+    adata = _read(data, **read_options(settings))
+    model = VAE(**vae_arguments(settings), verbose=not quiet)
+    y = settings["condition"].split(",") if settings.get("condition") else None
+    model.fit(adata, y)
+    command = shlex.join(["vaekit", *sys.argv[1:]])
+    model.save(
+        out,
+        metadata={
+            "command": command,
+            "settings": _jsonable(settings),
+            "data": str(data),
+            "shape": list(adata.shape),
+        },
+    )
+    h = model.history_.iloc[model.best_epoch_]
+    val = f", validation loss {h['val_loss']:.3f}" if "val_loss" in h else ""
+    typer.echo(
+        f"trained on {adata.n_obs} samples x {adata.n_vars} features: "
+        f"{len(model.history_)} epochs in {model.training_seconds_:.1f} s, best epoch "
+        f"{model.best_epoch_}{val}"
+    )
+    typer.echo(f"saved the model to {out}/")
+
+
+@app.command()
+def encode(
+    model_dir: Path = MODEL,
+    data: Path = DATA,
+    out: Path = OUT,
+    transpose: bool = TRANSPOSE,
+    annotations: Path = ANNOTATIONS,
+    layer: str = LAYER,
+) -> None:
+    """Latent coordinates (posterior means) of DATA, keyed by sample ID.
+
+    For .h5ad input, OUT is a copy of the file with obsm["X_vaekit"].
+    """
+    import vaekit
+    from vaekit.data.writers import check_output, write_h5ad, write_table
+
+    h5ad = str(data).endswith(".h5ad")
+    check_output(out, (".h5ad",) if h5ad else None)
+    model = vaekit.load(model_dir)
+    adata = _read(data, transpose, annotations, layer)
+    latent = model.transform(adata, _y(model))
+    if h5ad:
+        adata.obsm["X_vaekit"] = latent
+        write_h5ad(adata, out)
+    else:
+        import pandas as pd
+
+        write_table(
+            pd.DataFrame(latent, index=adata.obs_names, columns=model.get_feature_names_out()), out
+        )
+    typer.echo(f"wrote {latent.shape[1]} latent features of {latent.shape[0]} samples to {out}")
+
+
+@app.command()
+def reconstruct(
+    model_dir: Path = MODEL,
+    data: Path = DATA,
+    out: Path = OUT,
+    transpose: bool = TRANSPOSE,
+    annotations: Path = ANNOTATIONS,
+    layer: str = LAYER,
+) -> None:
+    """Expected reconstructions of DATA (in the model's preprocessed feature space)."""
+    import vaekit
+    from vaekit.data.writers import check_output, write_table
+
+    check_output(out)
+    model = vaekit.load(model_dir)
+    adata = _read(data, transpose, annotations, layer)
+    rec = model.reconstruct(adata, _y(model))
+    write_table(rec, out)
+    typer.echo(
+        f"wrote reconstructions of {rec.shape[0]} samples x {rec.shape[1]} features to {out}"
+    )
+
+
+@app.command()
+def generate(
+    model_dir: Path = MODEL,
+    n: int = typer.Option(16, "-n", help="Samples (per class, for a label-conditioned model)."),
+    condition: str = typer.Option(None, "--condition", help="The condition, e.g. a label."),
+    out: Path = OUT,
+    seed: int = typer.Option(0),
+    mean: bool = typer.Option(False, "--mean", help="Decoder means instead of draws."),
+) -> None:
+    """New samples from the prior: a PNG grid for image models (OUT.png), else a table."""
+    import pandas as pd
+
+    import vaekit
+    from vaekit.analysis import generate as generate_samples
+    from vaekit.data.writers import check_output, image_grid, write_png, write_table
+
+    model = vaekit.load(model_dir)
+    png = model.image_shape_ is not None and str(out).lower().endswith(".png")
+    check_output(out, (".png",) if png else None)
+    result = generate_samples(model, n, condition, seed=seed, mean=mean)
+    if png:
+        picture = image_grid(
+            result.samples,
+            model.image_shape_,
+            n_cols=n
+            if result.conditions and condition is None
+            else int(len(result.samples) ** 0.5 + 0.999),
+        )
+        write_png(picture, out, scale=2)
+    else:
+        table = pd.DataFrame(
+            result.samples,
+            columns=model.features_,
+            index=[f"sample_{i}" for i in range(len(result.samples))],
+        )
+        if result.conditions is not None:
+            table.insert(0, "condition", result.conditions)
+        write_table(table, out)
+    typer.echo(f"wrote {len(result.samples)} samples to {out}")
+
+
+@app.command()
+def evaluate(
+    model_dir: Path = MODEL,
+    data: Path = DATA,
+    importance_samples: int = typer.Option(
+        1000, "--importance-samples", "-k", help="Draws for log p(x) (0 to skip)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    transpose: bool = TRANSPOSE,
+    annotations: Path = ANNOTATIONS,
+    layer: str = LAYER,
+    quiet: bool = QUIET,
+) -> None:
+    """ELBO, reconstruction, KL and importance-sampled log-likelihood of DATA, per sample."""
+    import vaekit
+    from vaekit.analysis import evaluate as evaluate_model
+
+    model = vaekit.load(model_dir)
+    adata = _read(data, transpose, annotations, layer)
+    with _status(quiet or as_json, f"evaluating {adata.n_obs} samples..."):
+        result = evaluate_model(model, adata, _y(model), importance_samples=importance_samples)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"{adata.n_obs} samples, nats per sample:")
+    for key, value in result.items():
+        typer.echo(
+            f"  {key:>20}: {value:.4f}" if isinstance(value, float) else f"  {key:>20}: {value}"
+        )
+
+
+@app.command()
+def info(model_dir: Path = MODEL) -> None:
+    """What a model folder holds: data, architecture, preprocessing and training."""
+    import vaekit
+
+    model = vaekit.load(model_dir)
+    s, h = model.settings_, model.history_
+    lines = {
+        "features in / modelled": f"{model.n_features_in_} / {len(model.features_)}",
+        "likelihood": s["likelihood"],
+        "latent features": s["n_latent"],
+        "hidden layers": f"{tuple(s['hidden'])} (decoder {model.module_.config.decoder_layers})",
+        "preset": s.get("preset") or model.preset or "-",
+        "preprocess": ", ".join(f"{p['name']}" for p in model.preprocessor_.to_config()) or "-",
+        "conditions": "-"
+        if model.covariates_ is None
+        else ", ".join(f"{c.name} ({c.kind})" for c in model.covariates_.columns),
+        "image shape": model.image_shape_ or "-",
+        "epochs trained / best": f"{len(h)} / {model.best_epoch_}",
+        "training seconds": f"{model.training_seconds_:.1f}",
+        "command": model.metadata_.get("command", "-"),
+    }
+    for key, value in lines.items():
+        typer.echo(f"{key:>24}: {value}")
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("vaekit-demo"), "-o", "--out", help="Folder to write into."),
     epochs: int = typer.Option(200, help="Most epochs to train (early stopping may end sooner)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = QUIET,
 ) -> None:
     """Train a conditional VAE on scikit-learn's 8x8 digits and write what it produced."""
     from vaekit.demo import run_demo
@@ -48,6 +301,10 @@ def demo(
     typer.echo(f"\nwrote the model, latent coordinates, summary and figures to {result.folder}/")
 
 
+def _jsonable(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()}
+
+
 def main() -> None:
     """Console entry point: user errors become one line and exit code 2, never a traceback.
 
@@ -55,7 +312,14 @@ def main() -> None:
     """
     try:
         app()
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        IsADirectoryError,
+        NotADirectoryError,
+        PermissionError,
+    ) as err:
         _fail(err, 2)
     except KeyboardInterrupt:
         _fail("interrupted", 130)

@@ -73,6 +73,25 @@ class CovariateEncoder:
         parts = [c.encode(frame[c.name]) for c in self.columns]
         return torch.from_numpy(np.concatenate(parts, axis=1).astype(np.float32))
 
+    def parse(self, text: str | float) -> object:
+        """The value of a one-column condition written as text: the category whose text it is,
+        or a number for a continuous condition."""
+        if len(self.columns) != 1:
+            names = [c.name for c in self.columns]
+            raise ValueError(f"the model is conditional on {names}; one value cannot set them all")
+        column = self.columns[0]
+        if column.kind == "continuous":
+            try:
+                return float(text)
+            except ValueError:
+                raise ValueError(f"condition {column.name!r} is a number; got {text!r}") from None
+        for category in column.categories:
+            if str(category) == str(text):
+                return category
+        raise ValueError(
+            f"condition {text!r} is not a category of {column.name!r}: {column.categories[:20]}"
+        )
+
     def to_dict(self) -> list[dict]:
         return [asdict(c) for c in self.columns]
 

@@ -212,6 +212,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.history_ = pd.DataFrame(result.history).set_index("epoch")
         self.best_epoch_ = result.best_epoch
         self.training_seconds_ = result.seconds
+        self.metadata_ = {}
         return self
 
     def _model_table(self, X: Any, table: Table, fitting: bool = False) -> Table:

@@ -300,3 +300,39 @@ def _mean_absolute_deviation(X: Matrix, block: int = 2048) -> np.ndarray:
         cols = _dense(X[:, start : start + block]).astype(np.float64)
         out[start : start + block] = np.abs(cols - cols.mean(0)).mean(0)
     return out
+
+
+def override(
+    steps: Sequence[Step | str | dict],
+    *,
+    normalize: bool | None = None,
+    log1p: bool | None = None,
+    select: int | None = None,
+    select_by: str | None = None,
+    scale: str | None = None,
+) -> list[Step]:
+    """``steps`` with some replaced, as command-line flags ask (None leaves a kind as it is).
+
+    ``scale`` is ``"minmax"``, ``"zscore"`` or ``"none"``; ``select=0`` drops the selection.
+    """
+    by_kind = {s.kind: s for s in Preprocessor(steps).steps}
+    if normalize is not None:
+        _set(by_kind, "normalize", NormalizeTotal() if normalize else None)
+    if log1p is not None:
+        _set(by_kind, "transform", by_kind.get("transform", Log1p()) if log1p else None)
+    if select is not None or select_by is not None:
+        current = by_kind.get("select", SelectVariable())
+        n = current.n if select is None else select
+        _set(by_kind, "select", SelectVariable(n, select_by or current.method) if n else None)
+    if scale is not None:
+        scalers = {"minmax": MinMax, "zscore": ZScore, "none": None}
+        if scale not in scalers:
+            raise ValueError(f"unknown scale {scale!r}; use one of {sorted(scalers)}")
+        _set(by_kind, "scale", scalers[scale]() if scalers[scale] else None)
+    return Preprocessor(list(by_kind.values())).steps
+
+
+def _set(by_kind: dict[str, Step], kind: str, step: Step | None) -> None:
+    by_kind.pop(kind, None)
+    if step is not None:
+        by_kind[kind] = step

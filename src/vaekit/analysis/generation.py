@@ -1,0 +1,49 @@
+"""New samples from the prior, one set per class when a model is conditioned on a label."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vaekit.estimator import VAE
+
+
+@dataclass
+class Generated:
+    """Samples (n, n_features) and the condition of each (None when unconditional)."""
+
+    samples: np.ndarray
+    conditions: list | None
+
+
+def generate(
+    model: VAE,
+    n: int,
+    condition: str | float | None = None,
+    *,
+    seed: int = 0,
+    mean: bool = False,
+) -> Generated:
+    """``n`` samples; for a model conditioned on one categorical column and no ``condition``,
+    ``n`` samples of each category, category by category.
+
+    ``condition`` may be given as text (from a command line): it is matched to the model's
+    categories by their text, or read as a number for a continuous condition.
+    """
+    encoder = model.covariates_
+    if encoder is None:
+        if condition is not None:
+            raise ValueError("this model is not conditional; drop the condition")
+        return Generated(model.sample(n, seed=seed, mean=mean), None)
+    if condition is not None:
+        value = encoder.parse(condition)
+        return Generated(model.sample(n, y=value, seed=seed, mean=mean), [value] * n)
+    column = encoder.columns[0]
+    if len(encoder.columns) != 1 or column.kind != "categorical":
+        names = [c.name for c in encoder.columns]
+        raise ValueError(f"this model is conditional on {names}; give the condition to use")
+    labels = [c for c in column.categories for _ in range(n)]
+    return Generated(
+        model.sample(len(labels), y=np.array(labels, dtype=object), seed=seed, mean=mean), labels
+    )

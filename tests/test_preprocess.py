@@ -1,0 +1,150 @@
+"""Preprocessing steps: what each computes, persistence through save/load, and presets."""
+
+from __future__ import annotations
+
+import json
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from synthetic import counts
+
+import vaekit
+from vaekit.data.preprocess import (
+    Log1p,
+    MinMax,
+    NormalizeTotal,
+    Preprocessor,
+    SelectVariable,
+    ZScore,
+    override,
+)
+from vaekit.presets import DEFAULTS, PRESETS, resolve
+
+RNG = np.random.default_rng(0)
+
+
+def test_each_step_against_numpy_and_pandas():
+    X = RNG.gamma(2.0, 3.0, size=(50, 8)).astype(np.float32)
+    normed = NormalizeTotal(1e4).fit(X).transform(X)
+    np.testing.assert_allclose(normed.sum(1), 1e4, rtol=1e-5)
+    median = NormalizeTotal().fit(X)
+    assert float(median.target_) == pytest.approx(np.median(X.sum(1)))
+    np.testing.assert_allclose(Log1p(base=2).transform(X), np.log2(X + 1), rtol=1e-6)
+    frame = pd.DataFrame(X)
+    mad = (frame - frame.mean()).abs().mean()  # pandas' old mad(), as Tybalt used
+    chosen = SelectVariable(3, "mad").fit(X)
+    assert set(chosen.index_) == set(mad.nlargest(3).index)
+    by_var = SelectVariable(3, "variance").fit(X)
+    assert set(by_var.index_) == set(frame.var().nlargest(3).index)
+    scaled = MinMax().fit(X).transform(X)
+    np.testing.assert_allclose(scaled.min(0), 0, atol=1e-6)
+    np.testing.assert_allclose(scaled.max(0), 1, atol=1e-6)
+    z = ZScore().fit(X).transform(X)
+    np.testing.assert_allclose(z.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(z.std(0), 1, atol=1e-4)
+
+
+def test_sparse_input_gives_the_same_as_dense():
+    X = counts(60, 10)
+    S = sp.csr_matrix(X)
+    for steps in (["normalize_total", "log1p"], [SelectVariable(4, "variance")],
+                  [SelectVariable(4, "mad"), "zscore"]):
+        dense = Preprocessor(steps).fit_transform(X, list("abcdefghij"))
+        sparse = Preprocessor(steps).fit_transform(S, list("abcdefghij"))
+        sparse = sparse.toarray() if sp.issparse(sparse) else sparse
+        np.testing.assert_allclose(sparse, dense, rtol=1e-5, atol=1e-6)
+
+
+def test_steps_run_in_a_fixed_order_and_new_values_are_clipped():
+    pre = Preprocessor(["minmax", SelectVariable(2), "log1p"])
+    assert [s.name for s in pre.steps] == ["log1p", "select_variable", "minmax"]
+    X = np.array([[0.0, 1, 5], [3, 9, 5], [1, 4, 5]], dtype=np.float32)
+    out = pre.fit_transform(X, ["a", "b", "c"])
+    assert pre.features_ == ["a", "b"] and out.shape == (3, 2)
+    new = pre.transform(np.array([[100.0, -0.5, 5]], dtype=np.float32))
+    assert new.min() >= 0 and new.max() <= 1
+    with pytest.raises(ValueError, match="more than one step of kind"):
+        Preprocessor(["minmax", "zscore"])
+    with pytest.raises(ValueError, match="unknown preprocess step 'sqrt'"):
+        Preprocessor(["sqrt"])
+
+
+def test_override_replaces_steps_by_kind():
+    base = PRESETS["tybalt"]["preprocess"]
+    steps = override(base, select=2000, scale="zscore")
+    assert steps == [Log1p(base=2), SelectVariable(2000, "mad"), ZScore()]
+    assert override(base, log1p=False, select=0) == [MinMax()]
+    assert override((), normalize=True, log1p=True) == [NormalizeTotal(), Log1p()]
+
+
+def test_preprocessing_travels_with_the_model(tmp_path):
+    X = pd.DataFrame(RNG.gamma(2.0, 50.0, size=(120, 30)).astype(np.float32),
+                     columns=[f"g{i}" for i in range(30)])
+    model = vaekit.VAE(n_latent=2, likelihood="bernoulli", epochs=2, seed=0, verbose=False,
+                       preprocess=["log1p", SelectVariable(10, "mad"), "minmax"]).fit(X)
+    assert len(model.features_) == 10 and model.module_.config.n_input == 10
+    model.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert [p["name"] for p in config["preprocess"]] == ["log1p", "select_variable", "minmax"]
+    loaded = vaekit.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.transform(X), model.transform(X))
+    assert loaded.features_ == model.features_
+    shuffled = X[X.columns[::-1]]  # matched by name
+    np.testing.assert_allclose(loaded.transform(shuffled), model.transform(X), rtol=1e-6)
+    rec = loaded.reconstruct(X)
+    assert list(rec.columns) == model.features_
+
+
+def test_count_likelihoods_refuse_steps_that_change_counts():
+    X = counts(80, 12)
+    with pytest.raises(ValueError, match=r"'nb' models raw counts, but preprocess .*log1p"):
+        vaekit.VAE(likelihood="nb", preprocess=["log1p"], epochs=1, verbose=False).fit(X)
+    model = vaekit.VAE(n_latent=2, likelihood="nb", preprocess=[SelectVariable(6)], epochs=1,
+                       seed=0, verbose=False).fit(X)
+    assert model.module_.config.n_input == 6
+    with pytest.raises(ValueError, match="negative or non-integer.*raw counts"):
+        vaekit.VAE(likelihood="poisson", epochs=1, verbose=False).fit(np.log1p(X))
+
+
+def test_presets_fill_what_is_not_given_and_arguments_override():
+    assert resolve({}, None) == DEFAULTS
+    tybalt = resolve({"lr": 1e-3, "n_latent": None}, "tybalt")
+    assert tybalt["lr"] == 1e-3 and tybalt["n_latent"] == 100 and tybalt["batch_size"] == 50
+    with pytest.raises(ValueError, match="unknown preset 'scvi'"):
+        resolve({}, "scvi")
+    X = RNG.gamma(2.0, 50.0, size=(100, 40)).astype(np.float32)
+    model = vaekit.VAE(preset="tybalt", epochs=2, lr=1e-3, seed=0, verbose=False).fit(X)
+    s = model.settings_
+    assert (s["epochs"], s["lr"], s["n_latent"], s["likelihood"]) == (2, 1e-3, 100, "bernoulli")
+    assert model.module_.config.posterior_batch_norm and model.module_.config.hidden == ()
+    assert model.features_ == [f"x{i}" for i in range(40)]  # 40 < 5000: all kept
+    clone = vaekit.VAE(**model.get_params())  # what sklearn.base.clone does
+    assert clone.get_params()["lr"] == 1e-3
+
+
+def test_anndata_input_with_layers_and_obs_conditions(tmp_path):
+    X = counts(100, 12)
+    adata = ad.AnnData(
+        X=np.log1p(X), obs=pd.DataFrame({"batch": ["a", "b"] * 50},
+                                        index=[f"c{i}" for i in range(100)]),
+        var=pd.DataFrame(index=[f"g{i}" for i in range(12)]),
+    )
+    adata.layers["counts"] = sp.csr_matrix(X)
+    model = vaekit.VAE(n_latent=2, likelihood="nb", epochs=2, seed=0, verbose=False)
+    model.fit(adata, y="batch", layer="counts")
+    assert list(model.feature_names_in_) == [f"g{i}" for i in range(12)]
+    assert [c.name for c in model.covariates_.columns] == ["batch"]
+    assert model.transform(adata, "batch", layer="counts").shape == (100, 2)
+    rec = model.reconstruct(adata, "batch", layer="counts")
+    assert list(rec.index) == list(adata.obs_names)
+    with pytest.raises(ValueError, match=r"no layer 'raw'; its layers: \['counts'\]"):
+        model.transform(adata, "batch", layer="raw")
+    with pytest.raises(ValueError, match=r"obs has no column \['donor'\]"):
+        model.transform(adata, "donor", layer="counts")
+    with pytest.raises(TypeError, match="names a column, which needs an AnnData"):
+        model.transform(X, "batch")
+    with pytest.raises(ValueError, match="negative or non-integer"):
+        model.transform(adata, "batch")  # X holds log values, not counts
