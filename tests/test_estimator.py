@@ -177,3 +177,38 @@ def test_set_output_gives_named_latent_columns(digits):
     model = vaekit.VAE(n_latent=2, likelihood="bernoulli", epochs=1, seed=0, verbose=False)
     out = model.set_output(transform="pandas").fit_transform(digits[0])
     assert list(out.columns) == ["vae0", "vae1"]
+
+
+def test_fit_transform_passes_y_to_a_conditional_model(digits):
+    X, y = digits[0][:300], digits[2][:300]
+    model = vaekit.VAE(n_latent=2, likelihood="bernoulli", epochs=2, seed=0, verbose=False)
+    Z = model.fit_transform(X, y)
+    np.testing.assert_array_equal(Z, model.transform(X, y))
+
+
+def test_a_failed_refit_leaves_the_fitted_model_as_it_was(fitted, digits):
+    from sklearn.base import clone as sk_clone
+
+    model = sk_clone(fitted).fit(digits[0])
+    before = model.transform(digits[1][:5])
+    with pytest.raises(ValueError, match="outside"):
+        model.fit(np.full((50, 3), 2.0))
+    assert model.n_features_in_ == 64
+    np.testing.assert_array_equal(model.transform(digits[1][:5]), before)
+
+
+def test_one_row_of_y_is_only_broadcast_when_sampling(conditional, digits):
+    with pytest.raises(ValueError, match="y has 1 rows but X has 5"):
+        conditional.transform(digits[1][:5], y=[1])
+    assert conditional.sample(5, y=[1]).shape == (5, 64)
+
+
+def test_settings_out_of_range_name_the_value():
+    X = np.zeros((20, 3))
+    for kwargs, match in [({"patience": 0}, "patience must be a positive integer; got 0"),
+                          ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\)"),
+                          ({"lr": "1e-3"}, "lr must be a number > 0; got '1e-3'"),
+                          ({"grad_clip": 0}, "grad_clip must be a number > 0 or None"),
+                          ({"hidden": (0,)}, "hidden must be a tuple of positive integers")]:
+        with pytest.raises(ValueError, match=match):
+            vaekit.VAE(epochs=1, verbose=False, **kwargs).fit(X)

@@ -9,16 +9,17 @@ from scipy import integrate, special, stats
 
 from vaekit.likelihoods import LIKELIHOODS, get_likelihood
 
-torch.manual_seed(0)
 N_HIDDEN, D = 5, 7
 
 
-def make(name: str):
+def make(name: str, seed: int = 0):
+    """A likelihood with random weights and hidden activations, the same whatever ran before."""
+    gen = torch.Generator().manual_seed(seed)
     lik = get_likelihood(name)(N_HIDDEN, D).double()
     with torch.no_grad():
         for p in lik.parameters():
-            p.normal_(0, 0.5)
-    h = torch.randn(4, N_HIDDEN, dtype=torch.float64)
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64) * 0.5)
+    h = torch.randn(4, N_HIDDEN, generator=gen, dtype=torch.float64)
     return lik, h
 
 

@@ -91,6 +91,24 @@ def test_refuses_to_overwrite_a_folder_that_is_not_a_model(fitted, tmp_path):
     (tmp_path / "notes" / "keep.txt").write_text("precious")
     with pytest.raises(ValueError, match="holds files but no vaekit model"):
         fitted.save(tmp_path / "notes")
+    other = tmp_path / "other_tool"  # another program's config.json is no vaekit model
+    other.mkdir()
+    (other / "config.json").write_text('{"other": "tool"}')
+    with pytest.raises(ValueError, match="holds files but no vaekit model"):
+        fitted.save(other)
+    assert (other / "config.json").read_text() == '{"other": "tool"}'
+
+
+def test_saved_files_follow_the_umask(fitted, tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        fitted.save(tmp_path / "m")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "m" / "config.json").stat().st_mode & 0o777 == 0o644
     with pytest.raises(ValueError, match="folder .* does not exist"):
         fitted.save(tmp_path / "missing" / "m")
 
@@ -117,6 +135,14 @@ def test_unknown_format_version_is_a_clear_error(saved):
 def test_missing_file_is_a_clear_error(saved, name):
     (saved / name).unlink()
     with pytest.raises(ValueError, match=f"lacks {name}"):
+        vaekit.load(saved)
+
+
+def test_config_without_its_keys_is_a_clear_error(saved):
+    config = json.loads((saved / "config.json").read_text())
+    del config["training"]
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"lacks \['training'\]; save the model again"):
         vaekit.load(saved)
 
 

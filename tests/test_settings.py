@@ -38,6 +38,15 @@ def test_bad_settings_files(tmp_path):
         read_settings(tmp_path / "none.yaml")
 
 
+def test_numbers_written_as_yaml_text_are_read_as_numbers(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("lr: 1e-3\nlatent: '4'\n")  # YAML 1.1 reads 1e-3 as text
+    assert vae_arguments(read_settings(path)) == {"lr": 1e-3, "n_latent": 4}
+    path.write_text("epochs: many\n")
+    with pytest.raises(ValueError, match="epochs must be an integer; got 'many'"):
+        vae_arguments(read_settings(path))
+
+
 def test_parse_hidden():
     assert parse_hidden("400,200") == (400, 200)
     assert parse_hidden("") == () and parse_hidden("none") == ()

@@ -32,6 +32,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
         raise ValueError(f"cannot write {path}: it is a folder; give a file name")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=check_parent(path))
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a written file should not be private
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -50,15 +51,28 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=check_parent(path)))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     try:
         yield tmp
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
-            os.replace(path, old / path.name)
-            os.replace(tmp, path)
-            shutil.rmtree(old)
+            try:
+                os.replace(path, old / path.name)
+                try:
+                    os.replace(tmp, path)
+                except OSError:
+                    os.replace(old / path.name, path)  # put the old one back
+                    raise
+            finally:
+                shutil.rmtree(old, ignore_errors=True)  # the replaced model, or nothing
         else:
             os.replace(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -332,3 +332,7 @@ def _fail(message: object, code: int) -> None:
         raise
     typer.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,4 @@
-"""Frozen settings for the torch module and the training loop; both round-trip through JSON."""
+"""Frozen settings for the torch module (round-trips through JSON) and the training loop."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"model config has unknown keys {sorted(unknown)}")
         d = dict(d)
-        d["hidden"] = _tuple_or_none(d.get("hidden", ()))
+        d["hidden"] = _tuple_or_none(d.get("hidden", cls.hidden))
         d["decoder_hidden"] = _tuple_or_none(d.get("decoder_hidden"))
         return cls(**d)
 

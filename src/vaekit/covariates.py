@@ -60,9 +60,9 @@ class CovariateEncoder:
         frame = _as_frame(y, n)
         return cls([_fit_column(str(name), frame[name]) for name in frame.columns])
 
-    def transform(self, y: Any, n: int) -> torch.Tensor:
-        """(n, width) float32 tensor; a single row of y is repeated n times."""
-        frame = _as_frame(y, n, broadcast=True)
+    def transform(self, y: Any, n: int, broadcast: bool = False) -> torch.Tensor:
+        """(n, width) float32 tensor; with ``broadcast``, a single row of y is repeated n times."""
+        frame = _as_frame(y, n, broadcast=broadcast)
         names = [c.name for c in self.columns]
         if len(frame.columns) != len(names):
             raise ValueError(f"y has {len(frame.columns)} column(s); the model expects {names}")
@@ -135,4 +135,7 @@ def _as_frame(y: Any, n: int, broadcast: bool = False) -> pd.DataFrame:
     if frame.isna().to_numpy().any():
         col = frame.columns[frame.isna().any().to_numpy()][0]
         raise ValueError(f"y column {col!r} has missing values; fill or drop those samples")
+    for col in frame.columns:
+        if pd.api.types.is_float_dtype(frame[col]) and not np.isfinite(frame[col]).all():
+            raise ValueError(f"y column {col!r} has infinite values; fix or drop those samples")
     return frame

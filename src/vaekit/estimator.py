@@ -36,6 +36,17 @@ from vaekit.validation import (
 
 INFERENCE_BATCH = 4096
 PREPROCESS_PREFIX = "preprocess."
+CONFIG_KEYS = (
+    "model",
+    "params",
+    "settings",
+    "n_features_in",
+    "feature_names",
+    "features",
+    "preprocess",
+    "covariates",
+    "training",
+)
 
 
 class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -181,82 +192,46 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         -------
         self
         """
-        self.settings_ = settings = resolve(self.get_params(), self.preset)
+        settings = resolve(self.get_params(), self.preset)
         _check_settings(settings)
-        self.preprocessor_ = Preprocessor(settings["preprocess"])
+        preprocessor = Preprocessor(settings["preprocess"])
         table = as_table(X, layer=layer)
+        names = table.feature_names or [f"x{i}" for i in range(table.X.shape[1])]
+        data = preprocessor.fit_transform(table.X, names)
+        data = _model_table(data, table, preprocessor, settings["likelihood"])
+        y = resolve_y(X, y)
+        covariates = None if y is None else CovariateEncoder.fit(y, data.X.shape[0])
+        cov = None if y is None else covariates.transform(y, data.X.shape[0]).to(self._device)
+        seed = self.seed if self.seed is not None else int(np.random.default_rng().integers(2**31))
+        rows = as_rows(data.X, self._device)
+        config = _model_config(settings, len(preprocessor.features_), cov)
+        with seeded(seed, self._device):
+            module = VAEModule(config).to(self._device)
+            _fit_library(module, rows)
+            with epoch_progress(settings["epochs"], self.verbose) as progress:
+                result = train(module, rows, cov, _train_config(settings, seed), progress)
+        # Fitted state is set only now, so a fit that fails leaves the model as it was.
+        self.settings_, self.preprocessor_, self.features_ = (
+            settings,
+            preprocessor,
+            data.feature_names,
+        )
         self.n_features_in_ = table.X.shape[1]
         if table.feature_names is not None:
             self.feature_names_in_ = np.asarray(table.feature_names, dtype=object)
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
         self.image_shape_ = _image_shape(X)
-        names = table.feature_names or [f"x{i}" for i in range(self.n_features_in_)]
-        data = self._model_table(
-            self.preprocessor_.fit_transform(table.X, names), table, fitting=True
-        )
-        self.features_ = self.preprocessor_.features_
-        y = resolve_y(X, y)
-        n = data.X.shape[0]
-        self.covariates_ = None if y is None else CovariateEncoder.fit(y, n)
-        cov = None if y is None else self.covariates_.transform(y, n).to(self._device)
-        self.seed_ = (
-            self.seed if self.seed is not None else int(np.random.default_rng().integers(2**31))
-        )
-        rows = as_rows(data.X, self._device)
-        with seeded(self.seed_, self._device):
-            self.module_ = VAEModule(self._model_config(cov)).to(self._device)
-            self._fit_library(rows)
-            with epoch_progress(settings["epochs"], self.verbose) as progress:
-                result = train(self.module_, rows, cov, self._train_config(), progress)
+        self.covariates_, self.seed_, self.module_ = covariates, seed, module
         self.history_ = pd.DataFrame(result.history).set_index("epoch")
         self.best_epoch_ = result.best_epoch
         self.training_seconds_ = result.seconds
         self.metadata_ = {}
         return self
 
-    def _model_table(self, X: Any, table: Table, fitting: bool = False) -> Table:
-        """The preprocessed data as a Table, checked against the likelihood."""
-        likelihood = self.settings_["likelihood"]
-        support = get_likelihood(likelihood).support
-        if support == "counts" and not self.preprocessor_.keeps_counts:
-            raise ValueError(
-                f"likelihood {likelihood!r} models raw counts, but preprocess "
-                f"{self.preprocessor_.to_config()} changes them (only feature selection keeps "
-                "counts); drop those steps or use likelihood='gaussian'"
-            )
-        names = self.preprocessor_.features_ if not fitting else None
-        out = Table(X, names, table.sample_names)
-        if self.preprocessor_.steps:
-            check_finite(out, "X after preprocessing")
-        check_support(out, support, likelihood)
-        return out
-
-    def _model_config(self, cov: torch.Tensor | None) -> ModelConfig:
-        s = self.settings_
-        return ModelConfig(
-            n_input=len(self.preprocessor_.features_),
-            n_latent=s["n_latent"],
-            hidden=tuple(s["hidden"]),
-            decoder_hidden=None if s["decoder_hidden"] is None else tuple(s["decoder_hidden"]),
-            likelihood=s["likelihood"],
-            activation=s["activation"],
-            batch_norm=s["batch_norm"],
-            posterior_batch_norm=s["posterior_batch_norm"],
-            dropout=s["dropout"],
-            n_covariates=0 if cov is None else cov.shape[1],
-        )
-
-    def _train_config(self) -> TrainConfig:
-        keys = [f.name for f in fields(TrainConfig) if f.name != "seed"]
-        return TrainConfig(**{k: self.settings_[k] for k in keys}, seed=self.seed_)
-
-    def _fit_library(self, rows: DenseRows | SparseRows) -> None:
-        """Log-normal of the library sizes, from which :meth:`sample` draws them."""
-        if self.module_.likelihood.uses_library:
-            log_totals = np.log(rows.row_sums())
-            self.module_.library_log_mean.fill_(float(log_totals.mean()))
-            self.module_.library_log_std.fill_(float(log_totals.std()))
+    def fit_transform(self, X: Any, y: Any = None, *, layer: str | None = None) -> np.ndarray:
+        """Fit, then return the posterior means of X (given y, for a conditional model)."""
+        return self.fit(X, y, layer=layer).transform(X, y, layer=layer)
 
     @property
     def _device(self) -> torch.device:
@@ -273,11 +248,16 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         table = as_table(X, layer=layer)
         names = getattr(self, "feature_names_in_", None)
         table = align_features(table, self.n_features_in_, names)
-        data = self._model_table(self.preprocessor_.transform(table.X), table)
+        data = _model_table(
+            self.preprocessor_.transform(table.X),
+            table,
+            self.preprocessor_,
+            self.settings_["likelihood"],
+        )
         cov = self._covariates(resolve_y(X, y), data.X.shape[0])
         return data, as_rows(data.X, self._device), cov
 
-    def _covariates(self, y: Any, n: int) -> torch.Tensor | None:
+    def _covariates(self, y: Any, n: int, broadcast: bool = False) -> torch.Tensor | None:
         if self.covariates_ is None:
             if y is not None:
                 raise ValueError("this model was fitted without y; call it without y")
@@ -285,7 +265,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if y is None:
             names = [c.name for c in self.covariates_.columns]
             raise ValueError(f"this model is conditional on y ({names}); pass y")
-        return self.covariates_.transform(y, n).to(self._device)
+        return self.covariates_.transform(y, n, broadcast).to(self._device)
 
     @torch.no_grad()
     def _map(
@@ -406,7 +386,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "module_")
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n must be a positive integer; got {n!r}")
-        cov = self._covariates(y, n)
+        cov = self._covariates(y, n, broadcast=True)
         module = self.module_.eval()
         parts = []
         with seeded(seed, self._device):
@@ -458,6 +438,9 @@ def load(path: str | os.PathLike) -> VAE:
     >>> model = vaekit.load("my_model")  # doctest: +SKIP
     """
     config, weights = persist.read_model_dir(path)
+    missing = sorted(set(CONFIG_KEYS) - set(config))
+    if missing:
+        raise ValueError(f"{path}/config.json lacks {missing}; save the model again")
     device = str(config["params"].get("device", "cpu"))
     if device.startswith("cuda") and not torch.cuda.is_available():
         warnings.warn(
@@ -478,6 +461,11 @@ def load(path: str | os.PathLike) -> VAE:
     model.settings_ = _tuples(config["settings"])
     model.preprocessor_ = Preprocessor.from_config(config["preprocess"], pre_state)
     model.preprocessor_.features_ = model.features_ = list(config["features"])
+    if len(model.features_) != module.config.n_input:
+        raise ValueError(
+            f"{path}/config.json lists {len(model.features_)} features for a model of "
+            f"{module.config.n_input} inputs; save the model again"
+        )
     model.n_features_in_ = int(config["n_features_in"])
     if config.get("feature_names") is not None:
         model.feature_names_in_ = np.asarray(config["feature_names"], dtype=object)
@@ -494,19 +482,92 @@ def load(path: str | os.PathLike) -> VAE:
     return model
 
 
-def _check_settings(s: dict[str, Any]) -> None:
-    get_likelihood(s["likelihood"])
-    for name in ("n_latent", "epochs", "batch_size"):
-        value = s[name]
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    if not 0 <= s["validation_fraction"] < 1:
-        raise ValueError(f"validation_fraction must be in [0, 1); got {s['validation_fraction']}")
-    if s["lr"] <= 0 or s["beta"] < 0 or s["kl_warmup"] < 0:
+def _model_table(X: Any, table: Table, preprocessor: Preprocessor, likelihood: str) -> Table:
+    """The preprocessed data as a Table named by the modelled features, checked against the
+    likelihood (messages then name the column as the model sees it)."""
+    support = get_likelihood(likelihood).support
+    if support == "counts" and not preprocessor.keeps_counts:
         raise ValueError(
-            f"need lr > 0, beta >= 0, kl_warmup >= 0; got lr={s['lr']}, beta={s['beta']}, "
-            f"kl_warmup={s['kl_warmup']}"
+            f"likelihood {likelihood!r} models raw counts, but preprocess "
+            f"{preprocessor.to_config()} changes them (only feature selection keeps counts); "
+            "drop those steps or use likelihood='gaussian'"
         )
+    out = Table(X, preprocessor.features_, table.sample_names)
+    if preprocessor.steps:
+        check_finite(out, "X after preprocessing")
+    check_support(out, support, likelihood)
+    return out
+
+
+def _model_config(s: dict[str, Any], n_input: int, cov: torch.Tensor | None) -> ModelConfig:
+    return ModelConfig(
+        n_input=n_input,
+        n_latent=s["n_latent"],
+        hidden=tuple(s["hidden"]),
+        decoder_hidden=None if s["decoder_hidden"] is None else tuple(s["decoder_hidden"]),
+        likelihood=s["likelihood"],
+        activation=s["activation"],
+        batch_norm=s["batch_norm"],
+        posterior_batch_norm=s["posterior_batch_norm"],
+        dropout=s["dropout"],
+        n_covariates=0 if cov is None else cov.shape[1],
+    )
+
+
+def _train_config(s: dict[str, Any], seed: int) -> TrainConfig:
+    keys = [f.name for f in fields(TrainConfig) if f.name != "seed"]
+    return TrainConfig(**{k: s[k] for k in keys}, seed=seed)
+
+
+def _fit_library(module: VAEModule, rows: DenseRows | SparseRows) -> None:
+    """Log-normal of the library sizes, from which :meth:`VAE.sample` draws them."""
+    if module.likelihood.uses_library:
+        log_totals = np.log(rows.row_sums())
+        module.library_log_mean.fill_(float(log_totals.mean()))
+        module.library_log_std.fill_(float(log_totals.std()))
+
+
+def _check_settings(s: dict[str, Any]) -> None:
+    """Raise for settings out of range, naming the value received."""
+    get_likelihood(s["likelihood"])
+    checks = {
+        "n_latent": _is_int(s["n_latent"], 1),
+        "epochs": _is_int(s["epochs"], 1),
+        "batch_size": _is_int(s["batch_size"], 1),
+        "patience": _is_int(s["patience"], 1),
+        "kl_warmup": _is_int(s["kl_warmup"], 0),
+        "lr": _is_number(s["lr"]) and s["lr"] > 0,
+        "beta": _is_number(s["beta"]) and s["beta"] >= 0,
+        "weight_decay": _is_number(s["weight_decay"]) and s["weight_decay"] >= 0,
+        "dropout": _is_number(s["dropout"]) and 0 <= s["dropout"] < 1,
+        "validation_fraction": _is_number(s["validation_fraction"])
+        and 0 <= s["validation_fraction"] < 1,
+        "grad_clip": s["grad_clip"] is None or (_is_number(s["grad_clip"]) and s["grad_clip"] > 0),
+        "hidden": all(_is_int(h, 1) for h in s["hidden"]),
+    }
+    expected = {
+        "lr": "a number > 0",
+        "beta": "a number >= 0",
+        "weight_decay": "a number >= 0",
+        "dropout": "a number in [0, 1)",
+        "validation_fraction": "a number in [0, 1)",
+        "grad_clip": "a number > 0 or None",
+        "hidden": "a tuple of positive integers",
+        "kl_warmup": "an integer >= 0",
+    }
+    for name, ok in checks.items():
+        if not ok:
+            raise ValueError(
+                f"{name} must be {expected.get(name, 'a positive integer')}; got {s[name]!r}"
+            )
+
+
+def _is_int(value: Any, low: int) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
 
 
 def _image_shape(X: Any) -> tuple[int, ...] | None:

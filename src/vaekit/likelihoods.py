@@ -112,7 +112,9 @@ class _CountLikelihood(Likelihood):
     support = "counts"
     uses_library = True
 
-    def log_mean(self, h: torch.Tensor, library: torch.Tensor) -> torch.Tensor:
+    def log_mean(self, h: torch.Tensor, library: torch.Tensor | None) -> torch.Tensor:
+        if library is None:
+            raise ValueError(f"the {self.name!r} likelihood needs each sample's library size")
         # (B, D): log(library) + log_softmax keeps the mean positive without an epsilon.
         return library.log() + F.log_softmax(self.out(h), dim=-1)
 

@@ -29,7 +29,7 @@ def write_model_dir(
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"cannot save the model to {path}: a file of that name exists")
-    if path.is_dir() and any(path.iterdir()) and not (path / CONFIG_FILE).exists():
+    if path.is_dir() and any(path.iterdir()) and not _is_model_dir(path):
         raise ValueError(
             f"cannot save the model to {path}: the folder holds files but no vaekit model; "
             "choose a new or empty folder"
@@ -41,6 +41,16 @@ def write_model_dir(
             {k: v.detach().cpu().contiguous() for k, v in weights.items()}, tmp / WEIGHTS_FILE
         )
     return path
+
+
+def _is_model_dir(path: Path) -> bool:
+    """Only a folder holding exactly a vaekit model's files may be replaced."""
+    if {p.name for p in path.iterdir()} - {CONFIG_FILE, WEIGHTS_FILE}:
+        return False
+    try:
+        return "format_version" in json.loads((path / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def read_model_dir(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

@@ -72,8 +72,30 @@ def parse_hidden(value: str | list | tuple | None) -> tuple[int, ...] | None:
         raise ValueError(f"hidden must be sizes like 400,200; got {value!r}") from None
 
 
+INTEGERS = ("latent", "epochs", "batch_size", "warmup", "seed", "select")
+NUMBERS = ("lr", "beta")
+
+
+def _typed(settings: dict[str, Any]) -> dict[str, Any]:
+    """Numbers as numbers: YAML 1.1 reads ``1e-3`` as text, and a file may quote values."""
+    out = dict(settings)
+    for keys, kind in ((INTEGERS, int), (NUMBERS, float)):
+        for key in keys:
+            if out.get(key) is None:
+                continue
+            try:
+                value = kind(out[key]) if kind is float else int(str(out[key]))
+            except ValueError:
+                raise ValueError(
+                    f"{key} must be {'an integer' if kind is int else 'a number'}; got {out[key]!r}"
+                ) from None
+            out[key] = value
+    return out
+
+
 def vae_arguments(settings: dict[str, Any]) -> dict[str, Any]:
     """:class:`vaekit.VAE` keyword arguments for ``settings``."""
+    settings = _typed(settings)
     kwargs = {MODEL_KEYS[k]: v for k, v in settings.items() if k in MODEL_KEYS}
     if "hidden" in kwargs:
         kwargs["hidden"] = parse_hidden(kwargs["hidden"])

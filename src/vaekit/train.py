@@ -92,6 +92,8 @@ def train(
     cov : Tensor or None
         (n, n_covariates) encoded conditions.
     config : TrainConfig
+        ``config.seed`` fixes the split and the batch order; seed torch's generator as well
+        (as :meth:`vaekit.VAE.fit` does) for identical noise and dropout.
     callback : callable, optional
         Called as ``callback(epoch, record)`` after each epoch (progress bars, logging).
 

@@ -225,7 +225,8 @@ def _align_by_name(table: Table, expected: list[str], name: str) -> Table:
             f"{name} lacks {len(missing)} of the model's {len(expected)} features, e.g. "
             f"{missing[:5]}; pass a table with these columns"
         )
-    extra = [f for f in table.feature_names if f not in set(expected)]
+    wanted = set(expected)
+    extra = [f for f in table.feature_names if f not in wanted]
     if extra:
         warnings.warn(
             f"{name} has {len(extra)} feature(s) the model was not fitted on, e.g. {extra[:5]}; "

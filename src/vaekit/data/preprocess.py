@@ -39,6 +39,7 @@ class Step:
     name: ClassVar[str]
     kind: ClassVar[str]
     keeps_counts: ClassVar[bool] = False
+    state_keys: ClassVar[tuple[str, ...]] = ()  # fitted arrays, saved with the model
 
     def params(self) -> dict[str, Any]:
         """Constructor arguments, as JSON."""
@@ -55,12 +56,15 @@ class Step:
         return names
 
     def state(self) -> dict[str, np.ndarray]:
-        """Fitted arrays."""
-        return {}
+        """Fitted arrays, by attribute name."""
+        return {key: getattr(self, key) for key in self.state_keys}
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
-        for key, value in state.items():
-            setattr(self, key, value)
+        missing = sorted(set(self.state_keys) - set(state))
+        if missing:
+            raise ValueError(f"preprocess step {self.name!r} lacks its fitted {missing}")
+        for key in self.state_keys:
+            setattr(self, key, state[key])
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
@@ -75,7 +79,7 @@ class NormalizeTotal(Step):
     """Library-size normalisation: each sample scaled to ``target_sum`` total
     (the median total of the training samples when None)."""
 
-    name, kind = "normalize_total", "normalize"
+    name, kind, state_keys = "normalize_total", "normalize", ("target_",)
 
     def __init__(self, target_sum: float | None = None) -> None:
         self.target_sum = target_sum
@@ -85,20 +89,18 @@ class NormalizeTotal(Step):
 
     def fit(self, X: Matrix) -> Step:
         totals = _row_sums(X)
-        self.target_ = np.array(
-            self.target_sum if self.target_sum is not None else np.median(totals[totals > 0])
-        )
+        target = self.target_sum if self.target_sum is not None else np.median(totals[totals > 0])
+        self.target_ = np.array([target], dtype=np.float64)  # (1,): safetensors-friendly
         return self
 
     def transform(self, X: Matrix) -> Matrix:
         totals = _row_sums(X)
-        scale = np.divide(float(self.target_), totals, out=np.zeros_like(totals), where=totals > 0)
+        scale = np.divide(
+            float(self.target_[0]), totals, out=np.zeros_like(totals), where=totals > 0
+        )
         if sp.issparse(X):
             return sp.csr_matrix(sp.diags(scale.astype(np.float32)) @ X)
         return X * scale[:, None].astype(np.float32)
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {"target_": self.target_}
 
 
 @register_step
@@ -127,7 +129,7 @@ class SelectVariable(Step):
     """Keep the ``n`` most variable features, by ``method``: ``"variance"``, or ``"mad"``, the
     mean absolute deviation from the mean (pandas' old ``mad()``, which Tybalt used)."""
 
-    name, kind, keeps_counts = "select_variable", "select", True
+    name, kind, keeps_counts, state_keys = "select_variable", "select", True, ("index_",)
     METHODS: ClassVar[tuple[str, ...]] = ("variance", "mad")
 
     def __init__(self, n: int = 5000, method: str = "variance") -> None:
@@ -154,16 +156,13 @@ class SelectVariable(Step):
     def select(self, names: list[str]) -> list[str]:
         return [names[i] for i in self.index_]
 
-    def state(self) -> dict[str, np.ndarray]:
-        return {"index_": self.index_}
-
 
 @register_step
 class MinMax(Step):
     """Scale each feature to [0, 1] by its training minimum and maximum; new values outside
     that range are clipped, so [0, 1] likelihoods can score them."""
 
-    name, kind = "minmax", "scale"
+    name, kind, state_keys = "minmax", "scale", ("min_", "range_")
 
     def fit(self, X: Matrix) -> Step:
         dense = _dense(X)
@@ -174,15 +173,12 @@ class MinMax(Step):
     def transform(self, X: Matrix) -> Matrix:
         return np.clip((_dense(X) - self.min_) / self.range_, 0.0, 1.0).astype(np.float32)
 
-    def state(self) -> dict[str, np.ndarray]:
-        return {"min_": self.min_, "range_": self.range_}
-
 
 @register_step
 class ZScore(Step):
     """Centre each feature and scale it to unit variance (training mean and SD)."""
 
-    name, kind = "zscore", "scale"
+    name, kind, state_keys = "zscore", "scale", ("mean_", "std_")
 
     def fit(self, X: Matrix) -> Step:
         dense = _dense(X)
@@ -192,9 +188,6 @@ class ZScore(Step):
 
     def transform(self, X: Matrix) -> Matrix:
         return ((_dense(X) - self.mean_) / self.std_).astype(np.float32)
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {"mean_": self.mean_, "std_": self.std_}
 
 
 class Preprocessor:
@@ -287,8 +280,9 @@ def _nonzero(spread: np.ndarray) -> np.ndarray:
 
 def _variance(X: Matrix) -> np.ndarray:
     if sp.issparse(X):
-        mean = np.asarray(X.mean(0)).ravel()
-        return np.asarray(X.multiply(X).mean(0)).ravel() - mean**2
+        from sklearn.utils.sparsefuncs import mean_variance_axis
+
+        return mean_variance_axis(sp.csr_matrix(X, dtype=np.float64), axis=0)[1]
     return X.var(0, dtype=np.float64)
 
 
@@ -317,7 +311,8 @@ def override(
     """
     by_kind = {s.kind: s for s in Preprocessor(steps).steps}
     if normalize is not None:
-        _set(by_kind, "normalize", NormalizeTotal() if normalize else None)
+        keep = by_kind.get("normalize", NormalizeTotal())
+        _set(by_kind, "normalize", keep if normalize else None)
     if log1p is not None:
         _set(by_kind, "transform", by_kind.get("transform", Log1p()) if log1p else None)
     if select is not None or select_by is not None:
