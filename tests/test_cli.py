@@ -1,56 +1,274 @@
-"""The command line: version, help, the demo, and one-line errors."""
+"""The command line end to end: every command, settings files, and one-line errors."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from sklearn.datasets import load_digits
 
 import vaekit
+from vaekit.cli import main
 
 
-def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", "from vaekit.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-    )
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    """Run `vaekit ARGS` in this process; return (exit code, stdout, stderr)."""
+    argv = sys.argv
+    sys.argv = ["vaekit", *map(str, args)]
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        sys.argv = argv
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
-def test_version_and_help():
-    out = run("--version")
+def assert_user_error(result: tuple[int, str, str], match: str) -> None:
+    code, _, err = result
+    assert code == 2, err
+    assert err.startswith("error: ") and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert match in err, err
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    """Digits as a CSV with sample IDs, and an annotation table."""
+    folder = tmp_path_factory.mktemp("tables")
+    d = load_digits()
+    X = pd.DataFrame(d.data[:400] / 16, columns=[f"px{i}" for i in range(64)],
+                     index=pd.Index([f"s{i}" for i in range(400)], name="sample"))
+    X.to_csv(folder / "digits.csv")
+    pd.DataFrame({"sample": X.index, "digit": d.target[:400]}).to_csv(
+        folder / "labels.tsv", sep="\t", index=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(tables, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models") / "m"
+    code = main_args(["train", tables / "digits.csv", "-o", out, "--likelihood", "bernoulli",
+                      "--latent", "3", "--hidden", "32", "--epochs", "3", "--seed", "0",
+                      "--quiet"])
+    assert code == 0
+    return out
+
+
+def main_args(args: list) -> int:
+    argv = sys.argv
+    sys.argv = ["vaekit", *map(str, args)]
+    try:
+        main()
+    except SystemExit as exit_:
+        return exit_.code or 0
+    finally:
+        sys.argv = argv
+    return 0
+
+
+def test_version_and_help_in_a_fresh_process():
+    out = subprocess.run([sys.executable, "-m", "vaekit.cli", "--version"], capture_output=True,
+                         text=True)
     assert out.returncode == 0 and out.stdout.strip() == f"vaekit {vaekit.__version__}"
-    out = run("--help")
-    assert out.returncode == 0 and "demo" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "vaekit.cli", "--help"], capture_output=True,
+                         text=True)
+    for command in ("train", "encode", "reconstruct", "generate", "evaluate", "info", "demo"):
+        assert command in out.stdout
 
 
-def test_demo_writes_its_outputs_and_names_the_folder(tmp_path):
-    out = run("demo", "-o", str(tmp_path / "d"), "--epochs", "5", "--quiet")
-    assert out.returncode == 0, out.stderr
+def test_train_saves_the_model_and_the_command(trained):
+    model = vaekit.load(trained)
+    assert model.settings_["n_latent"] == 3 and model.settings_["hidden"] == (32,)
+    assert model.metadata_["command"].startswith("vaekit train ")
+    assert model.metadata_["settings"]["likelihood"] == "bernoulli"
+
+
+def test_settings_file_then_flags_and_conditions(tables, tmp_path, capsys):
+    settings = tmp_path / "s.yaml"
+    settings.write_text("likelihood: bernoulli\nlatent: 4\nepochs: 5\nhidden: ''\n")
+    code, out, err = cli(capsys, "train", tables / "digits.csv", "-o", tmp_path / "m",
+                         "--config", settings, "--epochs", "2", "--annotations",
+                         tables / "labels.tsv", "--condition", "digit", "--quiet")
+    assert code == 0, err
+    model = vaekit.load(tmp_path / "m")
+    assert (model.settings_["n_latent"], model.settings_["epochs"]) == (4, 2)
+    assert model.settings_["hidden"] == ()
+    assert [c.name for c in model.covariates_.columns] == ["digit"]
+    code, out, err = cli(capsys, "encode", tmp_path / "m", tables / "digits.csv", "-o",
+                         tmp_path / "z.tsv", "--annotations", tables / "labels.tsv")
+    assert code == 0, err
+    assert pd.read_csv(tmp_path / "z.tsv", sep="\t", index_col=0).shape == (400, 4)
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".csv", ".parquet", ".csv.gz"])
+def test_encode_writes_tables_keyed_by_sample(trained, tables, tmp_path, capsys, suffix):
+    out = tmp_path / f"latent{suffix}"
+    code, stdout, err = cli(capsys, "encode", trained, tables / "digits.csv", "-o", out)
+    assert code == 0, err
+    table = pd.read_parquet(out) if suffix == ".parquet" else pd.read_csv(
+        out, sep="\t" if suffix == ".tsv" else ",", index_col=0)
+    assert table.shape == (400, 3) and table.index[0] == "s0"
+    assert list(table.columns) == ["vae0", "vae1", "vae2"]
+
+
+def test_encode_h5ad_writes_a_copy_with_obsm(trained, tables, tmp_path, capsys):
+    X = pd.read_csv(tables / "digits.csv", index_col=0)
+    adata = ad.AnnData(X.to_numpy(np.float32), obs=pd.DataFrame(index=X.index),
+                       var=pd.DataFrame(index=X.columns))
+    adata.write_h5ad(tmp_path / "in.h5ad")
+    code, _, err = cli(capsys, "encode", trained, tmp_path / "in.h5ad", "-o",
+                       tmp_path / "out.h5ad")
+    assert code == 0, err
+    out = ad.read_h5ad(tmp_path / "out.h5ad")
+    assert out.obsm["X_vaekit"].shape == (400, 3)
+    np.testing.assert_allclose(out.obsm["X_vaekit"], vaekit.load(trained).transform(X),
+                               rtol=1e-5, atol=1e-6)
+    assert_user_error(cli(capsys, "encode", trained, tmp_path / "in.h5ad", "-o",
+                          tmp_path / "out.tsv"), "must end with one of ['.h5ad']")
+
+
+def test_reconstruct_generate_evaluate_info(trained, tables, tmp_path, capsys):
+    code, _, err = cli(capsys, "reconstruct", trained, tables / "digits.csv", "-o",
+                       tmp_path / "rec.tsv")
+    assert code == 0, err
+    rec = pd.read_csv(tmp_path / "rec.tsv", sep="\t", index_col=0)
+    assert rec.shape == (400, 64) and rec.columns[0] == "px0"
+    code, _, err = cli(capsys, "generate", trained, "-n", "5", "-o", tmp_path / "new.csv")
+    assert code == 0, err
+    assert pd.read_csv(tmp_path / "new.csv", index_col=0).shape == (5, 64)
+    code, out, err = cli(capsys, "evaluate", trained, tables / "digits.csv", "-k", "20",
+                         "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert set(result) >= {"elbo", "reconstruction", "kl", "log_likelihood"}
+    assert result["elbo"] == pytest.approx(-(result["reconstruction"] + result["kl"]))
+    assert result["log_likelihood"] >= result["elbo"] - 1.0
+    code, out, err = cli(capsys, "info", trained)
+    assert code == 0 and "bernoulli" in out and "vaekit train" in out
+
+
+def test_image_model_generates_a_png_grid_with_a_row_per_class(tmp_path, capsys):
+    d = load_digits()
+    for i in range(200):
+        folder = tmp_path / "images" / str(d.target[i])
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((d.images[i] * 255 / 16).astype(np.uint8)).save(folder / f"{i}.png")
+    code, _, err = cli(capsys, "train", tmp_path / "images", "-o", tmp_path / "m",
+                       "--likelihood", "bernoulli", "--latent", "2", "--epochs", "2",
+                       "--condition", "label", "--quiet")
+    assert code == 0, err
+    assert vaekit.load(tmp_path / "m").image_shape_ == (8, 8)
+    code, _, err = cli(capsys, "generate", tmp_path / "m", "-n", "4", "-o", tmp_path / "g.png")
+    assert code == 0, err
+    with Image.open(tmp_path / "g.png") as image:
+        image.verify()
+    with Image.open(tmp_path / "g.png") as image:  # 10 rows of 4, 2 px padding, doubled
+        assert image.size == ((4 * 10 + 2) * 2, (10 * 10 + 2) * 2)
+    code, _, err = cli(capsys, "generate", tmp_path / "m", "-n", "3", "--condition", "7",
+                       "-o", tmp_path / "sevens.png")
+    assert code == 0, err
+    assert_user_error(cli(capsys, "generate", tmp_path / "m", "-n", "3", "--condition", "x",
+                          "-o", tmp_path / "x.png"), "not a category of 'label'")
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("", "empty"),
+        ("sample,a,b\n", "no data rows"),
+        ("sample,a,b\ns1,1,2\ns2,1\n", "row"),
+        ("sample,a,b\ns1,1,2\ns2,1,x\n", "'b'"),
+        ("sample,a,b\ns1,1,2\ns1,3,4\n", "duplicate sample"),
+        ("sample,a,a\ns1,1,2\ns2,3,4\n", "duplicate column names"),
+        (b"\x1f\x8b\x08\x00garbage", "gzip"),
+    ],
+    ids=["empty", "header-only", "ragged", "text", "dup-samples", "dup-features", "corrupt-gz"],
+)
+def test_malformed_input_is_one_line_exit_2_and_no_output(tmp_path, capsys, content, match):
+    name = "bad.csv.gz" if isinstance(content, bytes) else "bad.csv"
+    data = write(tmp_path / name, content)
+    out = tmp_path / "m"
+    assert_user_error(cli(capsys, "train", data, "-o", out, "--epochs", "1", "--quiet"), match)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing written
+
+
+def test_other_bad_input(tables, trained, tmp_path, capsys):
+    assert_user_error(cli(capsys, "train", tmp_path / "missing.csv", "-o", tmp_path / "m"),
+                      "missing.csv")
+    zeros = pd.DataFrame(np.zeros((5, 3)), columns=list("abc"),
+                         index=pd.Index([f"s{i}" for i in range(5)], name="sample"))
+    zeros.iloc[0] = [1, 2, 3]
+    zeros.to_csv(tmp_path / "zeros.csv")
+    assert_user_error(cli(capsys, "train", tmp_path / "zeros.csv", "-o", tmp_path / "m",
+                          "--likelihood", "poisson", "--quiet"), "all zero")
+    nan = pd.DataFrame({"a": [1.0, np.nan], "b": [1.0, 2.0]}, index=["s1", "s2"])
+    nan.to_csv(tmp_path / "nan.csv")
+    assert_user_error(cli(capsys, "train", tmp_path / "nan.csv", "-o", tmp_path / "m",
+                          "--quiet"), "NaN")
+    assert_user_error(cli(capsys, "train", tables / "digits.csv", "-o",
+                          tmp_path / "no" / "m"), "does not exist")
+    assert_user_error(cli(capsys, "train", tables / "digits.csv", "-o", tmp_path / "m",
+                          "--likelihood", "gamma"), "unknown likelihood")
+    assert_user_error(cli(capsys, "encode", trained, tables / "digits.csv", "-o",
+                          tmp_path / "z.xlsx"), "cannot tell the table format")
+    assert_user_error(cli(capsys, "encode", tmp_path / "nomodel", tables / "digits.csv", "-o",
+                          tmp_path / "z.tsv"), "no vaekit model")
+    assert_user_error(cli(capsys, "encode", trained, tables, "-o", tmp_path / "z.tsv"),
+                      str(tables))
+    assert not (tmp_path / "m").exists() and not (tmp_path / "z.tsv").exists()
+    code, _, err = cli(capsys, "no-such-command")
+    assert code == 2 and "Traceback" not in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_unwritable_output_folder(tables, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        assert_user_error(cli(capsys, "train", tables / "digits.csv", "-o", locked / "m"),
+                          "not writable")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_unwritable_output_is_reported_before_training(tables, tmp_path, capsys, monkeypatch):
+    """As root the folder check cannot be provoked by permissions: fake os.access instead."""
+    import vaekit.atomic
+
+    real = os.access
+    monkeypatch.setattr(vaekit.atomic.os, "access",
+                        lambda path, mode: mode != os.W_OK and real(path, mode))
+    assert_user_error(cli(capsys, "train", tables / "digits.csv", "-o", tmp_path / "m"),
+                      "is not writable")
+
+
+def test_demo_writes_its_outputs_and_names_the_folder(tmp_path, capsys):
+    code, out, err = cli(capsys, "demo", "-o", tmp_path / "d", "--epochs", "5", "--quiet")
+    assert code == 0, err
     folder = tmp_path / "d"
-    assert str(folder) in out.stdout
+    assert str(folder) in out
     names = sorted(p.name for p in folder.iterdir())
-    assert names == [
-        "latent_test.tsv",
-        "model",
-        "reconstructions.png",
-        "samples.png",
-        "summary.json",
-    ]
+    assert names == ["latent_test.tsv", "model", "reconstructions.png", "samples.png",
+                     "summary.json"]
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["epochs_trained"] == 5
     assert summary["test_log_likelihood_nats_k1000"] >= summary["test_elbo_nats"] - 1.0
     assert (folder / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert vaekit.load(folder / "model").n_latent == 8
-
-
-def test_user_errors_are_one_line_with_exit_code_2(tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    out = run("demo", "-o", str(blocker / "d"), "--epochs", "1", "--quiet")
-    assert out.returncode == 2
-    assert out.stderr.startswith("error: ") and "Traceback" not in out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1
-    out = run("no-such-command")
-    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert vaekit.load(folder / "model").settings_["n_latent"] == 8

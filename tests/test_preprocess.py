@@ -154,7 +154,8 @@ def test_anndata_input_with_layers_and_obs_conditions(tmp_path):
 
 def test_sparse_variance_is_exact_for_large_means():
     """E[x^2] - E[x]^2 in float32 loses everything when the mean dwarfs the spread."""
-    X = (3000 + RNG.normal(size=(200, 50)) * np.r_[np.ones(40), np.full(10, 3.0)]).astype(np.float32)
+    spread = np.r_[np.ones(40), np.full(10, 3.0)]
+    X = (3000 + RNG.normal(size=(200, 50)) * spread).astype(np.float32)
     dense = SelectVariable(10, "variance").fit(X).index_
     sparse = SelectVariable(10, "variance").fit(sp.csr_matrix(X)).index_
     np.testing.assert_array_equal(sparse, dense)

@@ -103,7 +103,7 @@ def test_bad_parameters_are_reported_at_fit():
         quick(likelihood="gamma").fit(X)
     with pytest.raises(ValueError, match="n_latent must be a positive integer; got 0"):
         vaekit.VAE(n_latent=0).fit(X)
-    with pytest.raises(ValueError, match=r"validation_fraction must be a number in \[0, 1\); got 1.5"):
+    with pytest.raises(ValueError, match=r"validation_fraction must be a number in \[0, 1\)"):
         quick(validation_fraction=1.5).fit(X)
     with pytest.raises(ValueError, match="unknown activation 'swish'"):
         quick(activation="swish").fit(X)

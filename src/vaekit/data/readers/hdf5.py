@@ -1,0 +1,152 @@
+"""HDF5 files: AnnData (.h5ad), 10x HDF5 (Cell Ranger v3), and plain files holding a
+cells x genes dataset ``X`` with optional labels ``Y`` (the scDCC / scDeepCluster layout)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata
+import h5py
+import numpy as np
+import scipy.sparse as sp
+from anndata import AnnData
+
+from vaekit.data.readers.common import (
+    as_float32,
+    as_str,
+    build,
+    check_unique,
+    guess_labels,
+    numeric_matrix,
+)
+from vaekit.data.readers.registry import reader
+from vaekit.data.readers.tenx import tenx_adata
+
+# optional name datasets beside X, tried in order
+_OBS_NAMES = ("obs_names", "cell_names", "barcodes", "cells")
+_VAR_NAMES = ("var_names", "gene_names", "genes", "features")
+
+
+@reader(".h5ad", what="AnnData .h5ad file", options=("layer",))
+def read_h5ad(path: Path, *, layer: str | None = None) -> AnnData:
+    """An AnnData file; ``layer`` picks ``adata.layers[layer]`` as X (kept in float32).
+
+    Examples
+    --------
+    >>> adata = read_h5ad(Path("pbmc.h5ad"), layer="counts")  # doctest: +SKIP
+    """
+    try:
+        adata = anndata.read_h5ad(path)
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        raise ValueError(f"{path} is not a readable .h5ad file ({err})") from None
+    if layer is not None:
+        if layer not in adata.layers:
+            raise ValueError(
+                f"{path} has no layer {layer!r} (layer=); its layers are {list(adata.layers)}"
+            )
+        adata.X = adata.layers[layer]
+    if adata.X is None:
+        raise ValueError(f"{path} has no X; pass layer= one of {list(adata.layers)}")
+    adata.X = as_float32(adata.X, path)
+    check_unique(adata.obs_names, path, "sample IDs (obs_names)")
+    check_unique(adata.var_names, path, "feature names (var_names)")
+    adata.uns["vaekit"] = {**adata.uns.get("vaekit", {}), "source": str(path)}
+    if "image_shape" in adata.uns["vaekit"]:  # saved as an array; callers expect a list
+        adata.uns["vaekit"]["image_shape"] = [int(s) for s in adata.uns["vaekit"]["image_shape"]]
+    if layer is not None:
+        adata.uns["vaekit"]["layer"] = layer
+    return adata
+
+
+@reader(".h5", ".hdf5", what="HDF5 file", options=("layer", "labels"))
+def read_hdf5(path: Path, *, layer: str | None = None, labels: str | None = None) -> AnnData:
+    """An HDF5 file: a 10x HDF5 file (group ``matrix``), an AnnData file, or a dataset ``X``
+    (or ``layer``) of cells x genes with optional labels ``Y`` (or ``labels``).
+
+    Examples
+    --------
+    >>> adata = read_hdf5(Path("10X_PBMC_top2000.h5"))  # doctest: +SKIP
+    >>> adata.obs["label"].value_counts()  # doctest: +SKIP
+    """
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(f"{path} is not a readable HDF5 file ({err})") from None
+    with f:
+        if f.attrs.get("encoding-type") != "anndata":
+            if isinstance(f.get("matrix"), h5py.Group):
+                return _read_10x_h5(f["matrix"], path)
+            return _read_plain(f, path, layer or "X", labels)
+    return read_h5ad(path, layer=layer)  # an AnnData file named .h5
+
+
+def _read_plain(f: h5py.File, path: Path, name: str, labels: str | None) -> AnnData:
+    if not isinstance(f.get(name), h5py.Dataset):
+        raise ValueError(
+            f"{path} has no dataset {name!r}; it holds {_contents(f)}. vaekit reads an HDF5 "
+            "file with a cells x genes dataset 'X' (optional labels 'Y'), a 10x HDF5 file "
+            "(group 'matrix') or an AnnData file; pass layer='NAME' to read another dataset"
+        )
+    # convert while reading: a float64 file never sits in memory at double size
+    X = f[name].astype(np.float32)[()] if f[name].dtype.kind in "iuf" else f[name][()]
+    X, image_shape = numeric_matrix(X, path, name)
+    if labels is not None and labels not in f:
+        raise ValueError(f"{path} has no dataset {labels!r} (labels=); it holds {_contents(f)}")
+    found = guess_labels(f, X.shape[0], skip=name) if labels is None else f[labels]
+    return build(
+        X,
+        path,
+        obs_names=_names(f, _OBS_NAMES),
+        var_names=_names(f, _VAR_NAMES),
+        var_prefix="gene",
+        labels=None if found is None else found[()],
+        image_shape=image_shape,
+    )
+
+
+def _names(f: h5py.File, candidates: tuple[str, ...]) -> list[str] | None:
+    for name in candidates:
+        if isinstance(f.get(name), h5py.Dataset) and f[name].ndim == 1:
+            return [as_str(v) for v in f[name][()]]
+    return None
+
+
+def _read_10x_h5(group: h5py.Group, path: Path) -> AnnData:
+    need = ("data", "indices", "indptr", "shape", "barcodes", "features/id", "features/name")
+    missing = [k for k in need if k not in group]
+    if missing:
+        raise ValueError(
+            f"{path} looks like a 10x HDF5 file (group 'matrix') but lacks {missing}; "
+            "vaekit reads the Cell Ranger v3 layout"
+        )
+    n_genes, n_cells = (int(v) for v in group["shape"][()])
+    # 10x stores genes x cells in CSC, which is the same arrays as cells x genes in CSR
+    X = sp.csr_matrix(
+        (group["data"][()].astype(np.float32), group["indices"][()], group["indptr"][()]),
+        shape=(n_cells, n_genes),
+    )
+    types = _text(group, "features/feature_type") if "features/feature_type" in group else None
+    return tenx_adata(
+        X,
+        path,
+        _text(group, "barcodes"),
+        _text(group, "features/id"),
+        _text(group, "features/name"),
+        types,
+    )
+
+
+def _text(group: h5py.Group, key: str) -> list[str]:
+    return [as_str(v) for v in group[key][()]]
+
+
+def _contents(f: h5py.File) -> list[str]:
+    """The first datasets of the file with shape and type, for messages."""
+    found: list[str] = []
+
+    def visit(name: str, item: object) -> None:
+        if isinstance(item, h5py.Dataset) and len(found) < 12:
+            found.append(f"{name} {item.shape} {item.dtype}")
+
+    f.visititems(visit)
+    return found
