@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import sys
@@ -209,13 +210,9 @@ def generate(
     check_output(out, (".png",) if png else None)
     result = generate_samples(model, n, condition, seed=seed, mean=mean)
     if png:
-        picture = image_grid(
-            result.samples,
-            model.image_shape_,
-            n_cols=n
-            if result.conditions and condition is None
-            else int(len(result.samples) ** 0.5 + 0.999),
-        )
+        per_class = result.conditions is not None and condition is None  # a row per class
+        n_cols = n if per_class else math.ceil(math.sqrt(len(result.samples)))
+        picture = image_grid(result.samples, model.image_shape_, n_cols=n_cols)
         write_png(picture, out, scale=2)
     else:
         table = pd.DataFrame(

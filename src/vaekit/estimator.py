@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any
@@ -14,7 +13,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from vaekit import persist
+from vaekit import saving
 from vaekit._runtime import epoch_progress, seeded
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.covariates import CovariateEncoder
@@ -22,7 +21,7 @@ from vaekit.data import DenseRows, SparseRows, as_rows
 from vaekit.data.preprocess import Preprocessor
 from vaekit.likelihoods import get_likelihood
 from vaekit.model import VAEModule
-from vaekit.presets import resolve
+from vaekit.presets import check_settings, resolve
 from vaekit.train import train
 from vaekit.validation import (
     Table,
@@ -35,18 +34,6 @@ from vaekit.validation import (
 )
 
 INFERENCE_BATCH = 4096
-PREPROCESS_PREFIX = "preprocess."
-CONFIG_KEYS = (
-    "model",
-    "params",
-    "settings",
-    "n_features_in",
-    "feature_names",
-    "features",
-    "preprocess",
-    "covariates",
-    "training",
-)
 
 
 class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -193,7 +180,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self
         """
         settings = resolve(self.get_params(), self.preset)
-        _check_settings(settings)
+        check_settings(settings)
         preprocessor = Preprocessor(settings["preprocess"])
         table = as_table(X, layer=layer)
         names = table.feature_names or [f"x{i}" for i in range(table.X.shape[1])]
@@ -406,28 +393,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         ``metadata`` (JSON), such as the command that trained the model, is stored alongside.
         """
         check_is_fitted(self, "module_")
-        config = {
-            "model": self.module_.config.to_dict(),
-            "params": _jsonable(self.get_params()),
-            "settings": _jsonable(self.settings_),
-            "n_features_in": self.n_features_in_,
-            "feature_names": _names(self),
-            "features": list(self.features_),
-            "image_shape": None if self.image_shape_ is None else list(self.image_shape_),
-            "preprocess": self.preprocessor_.to_config(),
-            "covariates": None if self.covariates_ is None else self.covariates_.to_dict(),
-            "training": {
-                "seed": self.seed_,
-                "best_epoch": self.best_epoch_,
-                "seconds": self.training_seconds_,
-                "history": self.history_.reset_index().to_dict(orient="list"),
-            },
-            "metadata": metadata or {},
-        }
-        weights = dict(self.module_.state_dict())
-        for key, value in self.preprocessor_.state().items():
-            weights[PREPROCESS_PREFIX + key] = torch.from_numpy(np.atleast_1d(value).copy())
-        persist.write_model_dir(path, config, weights)
+        saving.write(self, path, metadata)
 
 
 def load(path: str | os.PathLike) -> VAE:
@@ -437,49 +403,7 @@ def load(path: str | os.PathLike) -> VAE:
     --------
     >>> model = vaekit.load("my_model")  # doctest: +SKIP
     """
-    config, weights = persist.read_model_dir(path)
-    missing = sorted(set(CONFIG_KEYS) - set(config))
-    if missing:
-        raise ValueError(f"{path}/config.json lacks {missing}; save the model again")
-    device = str(config["params"].get("device", "cpu"))
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        warnings.warn(
-            "model was trained on CUDA, which is not available here; using the CPU", stacklevel=2
-        )
-        config["params"]["device"] = "cpu"
-    model = VAE(**_tuples(config["params"]))
-    pre_state = {
-        k[len(PREPROCESS_PREFIX) :]: v.numpy()
-        for k, v in weights.items()
-        if k.startswith(PREPROCESS_PREFIX)
-    }
-    weights = {k: v for k, v in weights.items() if not k.startswith(PREPROCESS_PREFIX)}
-    module = VAEModule(ModelConfig.from_dict(config["model"])).to(model._device)
-    persist.check_weights(module.state_dict(), weights, f"{path}/{persist.WEIGHTS_FILE}")
-    module.load_state_dict(weights)
-    model.module_ = module.eval()
-    model.settings_ = _tuples(config["settings"])
-    model.preprocessor_ = Preprocessor.from_config(config["preprocess"], pre_state)
-    model.preprocessor_.features_ = model.features_ = list(config["features"])
-    if len(model.features_) != module.config.n_input:
-        raise ValueError(
-            f"{path}/config.json lists {len(model.features_)} features for a model of "
-            f"{module.config.n_input} inputs; save the model again"
-        )
-    model.n_features_in_ = int(config["n_features_in"])
-    if config.get("feature_names") is not None:
-        model.feature_names_in_ = np.asarray(config["feature_names"], dtype=object)
-    shape = config.get("image_shape")
-    model.image_shape_ = None if shape is None else tuple(shape)
-    cov = config.get("covariates")
-    model.covariates_ = None if cov is None else CovariateEncoder.from_dict(cov)
-    training = config["training"]
-    model.seed_ = training["seed"]
-    model.best_epoch_ = training["best_epoch"]
-    model.training_seconds_ = training["seconds"]
-    model.history_ = pd.DataFrame(training["history"]).set_index("epoch")
-    model.metadata_ = config.get("metadata", {})
-    return model
+    return saving.read(VAE, path)
 
 
 def _model_table(X: Any, table: Table, preprocessor: Preprocessor, likelihood: str) -> Table:
@@ -527,71 +451,8 @@ def _fit_library(module: VAEModule, rows: DenseRows | SparseRows) -> None:
         module.library_log_std.fill_(float(log_totals.std()))
 
 
-def _check_settings(s: dict[str, Any]) -> None:
-    """Raise for settings out of range, naming the value received."""
-    get_likelihood(s["likelihood"])
-    checks = {
-        "n_latent": _is_int(s["n_latent"], 1),
-        "epochs": _is_int(s["epochs"], 1),
-        "batch_size": _is_int(s["batch_size"], 1),
-        "patience": _is_int(s["patience"], 1),
-        "kl_warmup": _is_int(s["kl_warmup"], 0),
-        "lr": _is_number(s["lr"]) and s["lr"] > 0,
-        "beta": _is_number(s["beta"]) and s["beta"] >= 0,
-        "weight_decay": _is_number(s["weight_decay"]) and s["weight_decay"] >= 0,
-        "dropout": _is_number(s["dropout"]) and 0 <= s["dropout"] < 1,
-        "validation_fraction": _is_number(s["validation_fraction"])
-        and 0 <= s["validation_fraction"] < 1,
-        "grad_clip": s["grad_clip"] is None or (_is_number(s["grad_clip"]) and s["grad_clip"] > 0),
-        "hidden": all(_is_int(h, 1) for h in s["hidden"]),
-    }
-    expected = {
-        "lr": "a number > 0",
-        "beta": "a number >= 0",
-        "weight_decay": "a number >= 0",
-        "dropout": "a number in [0, 1)",
-        "validation_fraction": "a number in [0, 1)",
-        "grad_clip": "a number > 0 or None",
-        "hidden": "a tuple of positive integers",
-        "kl_warmup": "an integer >= 0",
-    }
-    for name, ok in checks.items():
-        if not ok:
-            raise ValueError(
-                f"{name} must be {expected.get(name, 'a positive integer')}; got {s[name]!r}"
-            )
-
-
-def _is_int(value: Any, low: int) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-
-
 def _image_shape(X: Any) -> tuple[int, ...] | None:
     if not is_anndata(X):
         return None
     shape = X.uns.get("vaekit", {}).get("image_shape")
     return None if shape is None else tuple(int(v) for v in shape)
-
-
-def _names(model: VAE) -> list[str] | None:
-    names = getattr(model, "feature_names_in_", None)
-    return None if names is None else [str(n) for n in names]
-
-
-def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
-    out = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
-    if out.get("preprocess") is not None:
-        out["preprocess"] = Preprocessor(out["preprocess"]).to_config()
-    return out
-
-
-def _tuples(params: dict[str, Any]) -> dict[str, Any]:
-    out = dict(params)
-    for key in ("hidden", "decoder_hidden"):
-        if out.get(key) is not None:
-            out[key] = tuple(out[key])
-    return out

@@ -24,7 +24,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from vaekit.data.preprocess import Log1p, MinMax, SelectVariable
+from vaekit.likelihoods import get_likelihood
 
 DEFAULTS: dict[str, Any] = {
     "n_latent": 10,
@@ -71,3 +74,46 @@ def resolve(params: dict[str, Any], preset: str | None) -> dict[str, Any]:
     chosen = PRESETS.get(preset, {}) if preset else {}
     given = {k: v for k, v in params.items() if k in DEFAULTS and v is not None}
     return {**DEFAULTS, **chosen, **given}
+
+
+def check_settings(s: dict[str, Any]) -> None:
+    """Raise for settings out of range, naming the value received."""
+    get_likelihood(s["likelihood"])
+    checks = {
+        "n_latent": _is_int(s["n_latent"], 1),
+        "epochs": _is_int(s["epochs"], 1),
+        "batch_size": _is_int(s["batch_size"], 1),
+        "patience": _is_int(s["patience"], 1),
+        "kl_warmup": _is_int(s["kl_warmup"], 0),
+        "lr": _is_number(s["lr"]) and s["lr"] > 0,
+        "beta": _is_number(s["beta"]) and s["beta"] >= 0,
+        "weight_decay": _is_number(s["weight_decay"]) and s["weight_decay"] >= 0,
+        "dropout": _is_number(s["dropout"]) and 0 <= s["dropout"] < 1,
+        "validation_fraction": _is_number(s["validation_fraction"])
+        and 0 <= s["validation_fraction"] < 1,
+        "grad_clip": s["grad_clip"] is None or (_is_number(s["grad_clip"]) and s["grad_clip"] > 0),
+        "hidden": all(_is_int(h, 1) for h in s["hidden"]),
+    }
+    expected = {
+        "lr": "a number > 0",
+        "beta": "a number >= 0",
+        "weight_decay": "a number >= 0",
+        "dropout": "a number in [0, 1)",
+        "validation_fraction": "a number in [0, 1)",
+        "grad_clip": "a number > 0 or None",
+        "hidden": "a tuple of positive integers",
+        "kl_warmup": "an integer >= 0",
+    }
+    for name, ok in checks.items():
+        if not ok:
+            raise ValueError(
+                f"{name} must be {expected.get(name, 'a positive integer')}; got {s[name]!r}"
+            )
+
+
+def _is_int(value: Any, low: int) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)

@@ -1,0 +1,128 @@
+"""A fitted :class:`vaekit.VAE` to and from its model folder (see :mod:`vaekit.persist`).
+
+``config.json`` holds the architecture, the parameters and settings, feature names, the
+preprocessing and condition encodings and the training history; ``weights.safetensors`` holds
+the module's weights and the preprocessing steps' fitted arrays (prefixed ``preprocess.``).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vaekit import persist
+from vaekit.config import ModelConfig
+from vaekit.covariates import CovariateEncoder
+from vaekit.data.preprocess import Preprocessor
+from vaekit.model import VAEModule
+
+PREPROCESS_PREFIX = "preprocess."
+CONFIG_KEYS = (
+    "model",
+    "params",
+    "settings",
+    "n_features_in",
+    "feature_names",
+    "features",
+    "preprocess",
+    "covariates",
+    "training",
+)
+
+
+def write(model: Any, path: str | os.PathLike, metadata: dict | None = None) -> None:
+    """Write a fitted model's folder atomically; ``metadata`` (JSON) is stored alongside."""
+    config = {
+        "model": model.module_.config.to_dict(),
+        "params": _jsonable(model.get_params()),
+        "settings": _jsonable(model.settings_),
+        "n_features_in": model.n_features_in_,
+        "feature_names": _names(model),
+        "features": list(model.features_),
+        "image_shape": None if model.image_shape_ is None else list(model.image_shape_),
+        "preprocess": model.preprocessor_.to_config(),
+        "covariates": None if model.covariates_ is None else model.covariates_.to_dict(),
+        "training": {
+            "seed": model.seed_,
+            "best_epoch": model.best_epoch_,
+            "seconds": model.training_seconds_,
+            "history": model.history_.reset_index().to_dict(orient="list"),
+        },
+        "metadata": metadata or {},
+    }
+    weights = dict(model.module_.state_dict())
+    for key, value in model.preprocessor_.state().items():
+        weights[PREPROCESS_PREFIX + key] = torch.from_numpy(np.atleast_1d(value).copy())
+    persist.write_model_dir(path, config, weights)
+
+
+def read(cls: type, path: str | os.PathLike) -> Any:
+    """Rebuild a fitted ``cls`` (:class:`vaekit.VAE`) from its folder, checking what it finds."""
+    config, weights = persist.read_model_dir(path)
+    missing = sorted(set(CONFIG_KEYS) - set(config))
+    if missing:
+        raise ValueError(f"{path}/config.json lacks {missing}; save the model again")
+    device = str(config["params"].get("device", "cpu"))
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        warnings.warn(
+            "model was trained on CUDA, which is not available here; using the CPU", stacklevel=3
+        )
+        config["params"]["device"] = "cpu"
+    model = cls(**_tuples(config["params"]))
+    pre_state = {
+        k[len(PREPROCESS_PREFIX) :]: v.numpy()
+        for k, v in weights.items()
+        if k.startswith(PREPROCESS_PREFIX)
+    }
+    weights = {k: v for k, v in weights.items() if not k.startswith(PREPROCESS_PREFIX)}
+    module = VAEModule(ModelConfig.from_dict(config["model"])).to(model._device)
+    persist.check_weights(module.state_dict(), weights, f"{path}/{persist.WEIGHTS_FILE}")
+    module.load_state_dict(weights)
+    model.module_ = module.eval()
+    model.settings_ = _tuples(config["settings"])
+    model.preprocessor_ = Preprocessor.from_config(config["preprocess"], pre_state)
+    model.preprocessor_.features_ = model.features_ = list(config["features"])
+    if len(model.features_) != module.config.n_input:
+        raise ValueError(
+            f"{path}/config.json lists {len(model.features_)} features for a model of "
+            f"{module.config.n_input} inputs; save the model again"
+        )
+    model.n_features_in_ = int(config["n_features_in"])
+    if config.get("feature_names") is not None:
+        model.feature_names_in_ = np.asarray(config["feature_names"], dtype=object)
+    shape = config.get("image_shape")
+    model.image_shape_ = None if shape is None else tuple(shape)
+    cov = config.get("covariates")
+    model.covariates_ = None if cov is None else CovariateEncoder.from_dict(cov)
+    training = config["training"]
+    model.seed_ = training["seed"]
+    model.best_epoch_ = training["best_epoch"]
+    model.training_seconds_ = training["seconds"]
+    model.history_ = pd.DataFrame(training["history"]).set_index("epoch")
+    model.metadata_ = config.get("metadata", {})
+    return model
+
+
+def _names(model: Any) -> list[str] | None:
+    names = getattr(model, "feature_names_in_", None)
+    return None if names is None else [str(n) for n in names]
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    out = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+    if out.get("preprocess") is not None:
+        out["preprocess"] = Preprocessor(out["preprocess"]).to_config()
+    return out
+
+
+def _tuples(params: dict[str, Any]) -> dict[str, Any]:
+    out = dict(params)
+    for key in ("hidden", "decoder_hidden"):
+        if out.get(key) is not None:
+            out[key] = tuple(out[key])
+    return out
