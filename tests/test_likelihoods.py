@@ -123,3 +123,13 @@ def test_zinb_matches_mixture():
     torch.manual_seed(1)
     draws = dist.sample((4000,))
     np.testing.assert_allclose(draws.mean(0).numpy(), (1 - pi) * mu, rtol=0.15, atol=0.3)
+
+
+def test_gaussian_scale_has_a_floor() -> None:
+    """A feature constant in training must not drive its SD to 0 (then -inf on new data)."""
+    lik = get_likelihood("gaussian")(4, 3)
+    with torch.no_grad():
+        lik.log_scale.fill_(-50.0)
+    px = lik(torch.zeros(2, 4))
+    assert torch.all(px.scale >= 1e-3 * (1 - 1e-6))
+    assert torch.isfinite(px.log_prob(torch.ones(2, 3))).all()

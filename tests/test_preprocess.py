@@ -13,6 +13,7 @@ from synthetic import counts
 
 import vaekit
 from vaekit.data.preprocess import (
+    Center,
     Log1p,
     MinMax,
     NormalizeTotal,
@@ -45,6 +46,10 @@ def test_each_step_against_numpy_and_pandas():
     z = ZScore().fit(X).transform(X)
     np.testing.assert_allclose(z.mean(0), 0, atol=1e-5)
     np.testing.assert_allclose(z.std(0), 1, atol=1e-4)
+    c = Center().fit(X).transform(X)
+    np.testing.assert_allclose(c.mean(0), 0, atol=1e-5)
+    assert c.var(0).mean() == pytest.approx(1.0, rel=1e-4)  # one common scale...
+    np.testing.assert_allclose(c.var(0) / c.var(0)[0], X.var(0) / X.var(0)[0], rtol=1e-4)
 
 
 def test_sparse_input_gives_the_same_as_dense():
@@ -109,6 +114,16 @@ def test_count_likelihoods_refuse_steps_that_change_counts():
     assert model.module_.config.n_input == 6
     with pytest.raises(ValueError, match="negative or non-integer.*raw counts"):
         vaekit.VAE(likelihood="poisson", epochs=1, verbose=False).fit(np.log1p(X))
+
+
+def test_expression_preset_resolves_and_trains_on_a_small_table():
+    s = resolve({}, "expression")
+    assert s["loadings_l1"] > 0 and s["likelihood"] == "bernoulli" and s["n_latent"] == 100
+    X = pd.DataFrame(RNG.gamma(2.0, 50.0, size=(60, 1200)).astype(np.float32),
+                     columns=[f"G{i}|{i}" for i in range(1200)])
+    model = vaekit.VAE(preset="expression", epochs=2, seed=0, verbose=False).fit(X)
+    assert len(model.features_) == 1000 and model.settings_["loadings_l1"] == s["loadings_l1"]
+    assert override(s["preprocess"], scale="center")[-1] == Center()
 
 
 def test_presets_fill_what_is_not_given_and_arguments_override():

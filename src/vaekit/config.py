@@ -10,6 +10,10 @@ def _tuple_or_none(value: Any) -> tuple[int, ...] | None:
     return None if value is None else tuple(int(v) for v in value)
 
 
+# Decoder kinds -> whether the output layer is batch-normalised (as LDVAE's linear decoder).
+DECODERS: dict[str, bool] = {"mlp": False, "linear": True}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild a :class:`~vaekit.model.VAEModule`.
@@ -32,6 +36,10 @@ class ModelConfig:
         Applied after every hidden linear layer.
     posterior_batch_norm : bool
         Batch norm on the encoder's mean and log-variance outputs (Tybalt's encoder).
+    decoder : str
+        ``"mlp"`` (hidden layers ``decoder_layers``) or ``"linear"``: z maps to the likelihood's
+        parameters by one linear layer and a batch norm, so each latent feature's weights are
+        its exact gene loadings (LDVAE, Svensson et al. 2020).
     n_covariates : int
         Width of the encoded condition vector (0 for an unconditional VAE).
     """
@@ -46,10 +54,27 @@ class ModelConfig:
     posterior_batch_norm: bool = False
     dropout: float = 0.0
     n_covariates: int = 0
+    decoder: str = "mlp"
+
+    def __post_init__(self) -> None:
+        if self.decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {self.decoder!r}; choose one of {list(DECODERS)}")
+        if self.decoder == "linear" and self.decoder_hidden:
+            raise ValueError(
+                f"a linear decoder has no hidden layers; got decoder_hidden={self.decoder_hidden}"
+            )
 
     @property
     def decoder_layers(self) -> tuple[int, ...]:
+        """Hidden layer sizes of the decoder, ``()`` for a linear one."""
+        if self.decoder == "linear":
+            return ()
         return tuple(reversed(self.hidden)) if self.decoder_hidden is None else self.decoder_hidden
+
+    @property
+    def output_batch_norm(self) -> bool:
+        """Whether the likelihood's output layer is batch-normalised (the linear decoder)."""
+        return DECODERS[self.decoder]
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -83,6 +108,7 @@ class TrainConfig:
     early_stopping: bool = True
     patience: int = 10
     grad_clip: float | None = None
+    loadings_l1: float = 0.0
     seed: int | None = None
 
     def kl_weight(self, epoch: int) -> float:

@@ -63,6 +63,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         Fitted with the model and applied again at encode time, e.g.
         ``["log1p", SelectVariable(2000, "mad"), "minmax"]`` (see :mod:`vaekit.data.preprocess`).
     decoder_hidden : tuple of int [mirror of hidden]
+    decoder : str ["mlp"]
+        ``"linear"`` maps z to the likelihood's parameters with one linear layer and a batch
+        norm (LDVAE, Svensson et al. 2020), so :meth:`loadings` are exact.
     activation : str ["relu"]
     batch_norm : bool [False]
         Batch norm in every hidden layer.
@@ -77,6 +80,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     patience : int [10]
     grad_clip : float [no clipping]
         Clip the gradient norm to this value.
+    loadings_l1 : float [0.0]
+        L1 penalty on the decoder's weights from z, added to each minibatch's loss: sparse
+        loadings, so that a factor carried by few genes gets a latent feature of its own.
     seed : int or None
         Two fits with the same seed on the same machine give identical weights.
     device : str
@@ -127,6 +133,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         preprocess: Sequence | None = None,
         weight_decay: float | None = None,
         decoder_hidden: tuple[int, ...] | None = None,
+        decoder: str | None = None,
         activation: str | None = None,
         batch_norm: bool | None = None,
         posterior_batch_norm: bool | None = None,
@@ -135,6 +142,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         early_stopping: bool | None = None,
         patience: int | None = None,
         grad_clip: float | None = None,
+        loadings_l1: float | None = None,
         seed: int | None = None,
         device: str = "cpu",
         verbose: bool = True,
@@ -151,6 +159,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.preprocess = preprocess
         self.weight_decay = weight_decay
         self.decoder_hidden = decoder_hidden
+        self.decoder = decoder
         self.activation = activation
         self.batch_norm = batch_norm
         self.posterior_batch_norm = posterior_batch_norm
@@ -159,6 +168,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.early_stopping = early_stopping
         self.patience = patience
         self.grad_clip = grad_clip
+        self.loadings_l1 = loadings_l1
         self.seed = seed
         self.device = device
         self.verbose = verbose
@@ -386,6 +396,72 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 parts.append(px.mean if mean else px.sample())
         return torch.cat(parts).cpu().numpy()
 
+    # ------------------------------------------------------------------ interpretation
+    @torch.no_grad()
+    def loadings(
+        self,
+        X: Any = None,
+        y: Any = None,
+        *,
+        layer: str | None = None,
+        n_samples: int = 1000,
+        seed: int = 0,
+    ) -> pd.DataFrame:
+        """How much each latent feature moves each modelled feature (gene), read from the decoder.
+
+        Parameters
+        ----------
+        X : array-like, optional
+            Data over which a deep decoder's Jacobian is averaged (at the posterior means of
+            at most ``n_samples`` random rows); without it, ``n_samples`` draws from the prior.
+            Linear and single-layer decoders need no data: their (batch-norm-folded) weights
+            are the loadings.
+        y : optional
+            Conditions of X, or one condition for the prior draws, for a conditional model.
+
+        Returns
+        -------
+        DataFrame, (n_latent, n_features)
+            Index 0..n_latent-1, columns ``features_``; ``.attrs["method"]`` is ``"linear"``,
+            ``"weights"`` or ``"jacobian"``.
+
+        Examples
+        --------
+        >>> model.loadings().loc[3].nlargest(5)  # doctest: +SKIP
+        """
+        check_is_fitted(self, "module_")
+        module = self.module_.eval()
+        z = c = library = None
+        if module.config.decoder_layers:
+            z, c, library = self._jacobian_points(X, y, layer, n_samples, seed)
+        with torch.enable_grad():
+            values, method = module.loadings(z, c, library)
+        frame = pd.DataFrame(values.cpu().double().numpy(), columns=list(self.features_))
+        frame.index.name = "feature"
+        frame.attrs["method"] = method
+        return frame
+
+    def _jacobian_points(
+        self, X: Any, y: Any, layer: str | None, n_samples: int, seed: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Latent points (with conditions and library sizes) over which to average a Jacobian:
+        the posterior means of X, else draws from the prior."""
+        module = self.module_
+        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}")
+        if X is not None:
+            _, rows, cov = self._inputs(X, y, layer)
+            # A random subset of n_samples rows estimates the average well and bounds the cost.
+            idx = np.random.default_rng(seed).permutation(len(rows))[:n_samples]
+            idx = torch.from_numpy(np.sort(idx))
+            x, c = rows.take(idx), None if cov is None else cov[idx.to(cov.device)]
+            return module.encode(x, c).loc, c, module.library(x)
+        cov = self._covariates(y, n_samples, broadcast=True)
+        with seeded(seed, self._device):
+            z = torch.randn(n_samples, module.config.n_latent, device=self._device)
+            library = module.sample_library(n_samples) if module.likelihood.uses_library else None
+        return z, cov, library
+
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike, metadata: dict | None = None) -> None:
         """Write ``config.json`` and ``weights.safetensors`` into the folder ``path`` atomically.
@@ -429,6 +505,7 @@ def _model_config(s: dict[str, Any], n_input: int, cov: torch.Tensor | None) -> 
         n_latent=s["n_latent"],
         hidden=tuple(s["hidden"]),
         decoder_hidden=None if s["decoder_hidden"] is None else tuple(s["decoder_hidden"]),
+        decoder=s["decoder"],
         likelihood=s["likelihood"],
         activation=s["activation"],
         batch_norm=s["batch_norm"],

@@ -5,6 +5,7 @@ A new likelihood is one subclass of :class:`Likelihood` with ``@register("name")
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
@@ -21,6 +22,7 @@ from torch.distributions import (
 )
 
 LIKELIHOODS: dict[str, type[Likelihood]] = {}
+MIN_LOG_SCALE = math.log(1e-3)  # Gaussian SD floor, for data of order 1
 
 
 def register(name: str):
@@ -47,6 +49,13 @@ def get_likelihood(name: str) -> type[Likelihood]:
 class Likelihood(nn.Module):
     """Output layer of the decoder: hidden activations -> distribution over x.
 
+    Parameters
+    ----------
+    n_hidden, n_features : int
+        Width of the decoder's last layer (with the condition) and of x.
+    batch_norm : bool
+        Batch norm after the output layer (the linear decoder of LDVAE, Svensson et al. 2020).
+
     Attributes
     ----------
     support : str
@@ -61,9 +70,10 @@ class Likelihood(nn.Module):
     support: ClassVar[str] = "real"
     uses_library: ClassVar[bool] = False
 
-    def __init__(self, n_hidden: int, n_features: int) -> None:
+    def __init__(self, n_hidden: int, n_features: int, batch_norm: bool = False) -> None:
         super().__init__()
-        self.out = nn.Linear(n_hidden, n_features)
+        linear = nn.Linear(n_hidden, n_features)
+        self.out = nn.Sequential(linear, nn.BatchNorm1d(n_features)) if batch_norm else linear
 
     def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> Distribution:
         raise NotImplementedError
@@ -75,14 +85,17 @@ class Likelihood(nn.Module):
 
 @register("gaussian")
 class GaussianLikelihood(Likelihood):
-    """Normal(mean from the decoder, a learned standard deviation per feature)."""
+    """Normal(mean from the decoder, a learned standard deviation per feature, at least 1e-3)."""
 
-    def __init__(self, n_hidden: int, n_features: int) -> None:
-        super().__init__(n_hidden, n_features)
+    def __init__(self, n_hidden: int, n_features: int, batch_norm: bool = False) -> None:
+        super().__init__(n_hidden, n_features, batch_norm)
         self.log_scale = nn.Parameter(torch.zeros(n_features))
 
     def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> Distribution:
-        return Normal(self.out(h), self.log_scale.exp(), validate_args=False)
+        # The floor stops a feature that is (nearly) constant in training from shrinking its SD
+        # towards 0 until one new value scores -inf and the loss diverges.
+        scale = self.log_scale.clamp(min=MIN_LOG_SCALE).exp()
+        return Normal(self.out(h), scale, validate_args=False)
 
 
 @register("bernoulli")
@@ -140,8 +153,8 @@ def _negative_binomial(log_mean: torch.Tensor, log_theta: torch.Tensor) -> Negat
 class NegativeBinomialLikelihood(_CountLikelihood):
     """Negative binomial with mean library * proportion and a learned dispersion per feature."""
 
-    def __init__(self, n_hidden: int, n_features: int) -> None:
-        super().__init__(n_hidden, n_features)
+    def __init__(self, n_hidden: int, n_features: int, batch_norm: bool = False) -> None:
+        super().__init__(n_hidden, n_features, batch_norm)
         self.log_theta = nn.Parameter(torch.zeros(n_features))
 
     def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> Distribution:
@@ -194,8 +207,8 @@ class ZeroInflatedNegativeBinomial(Distribution):
 class ZeroInflatedNegativeBinomialLikelihood(NegativeBinomialLikelihood):
     """ZINB as scVI's: per-sample, per-feature dropout logits from the decoder."""
 
-    def __init__(self, n_hidden: int, n_features: int) -> None:
-        super().__init__(n_hidden, n_features)
+    def __init__(self, n_hidden: int, n_features: int, batch_norm: bool = False) -> None:
+        super().__init__(n_hidden, n_features, batch_norm)
         self.zi = nn.Linear(n_hidden, n_features)
 
     def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> Distribution:

@@ -72,7 +72,7 @@ class VAEModule(nn.Module):
         )
         self.decoder = MLP(c.n_latent, c.decoder_layers, c.n_covariates, **layer)
         self.likelihood = get_likelihood(c.likelihood)(
-            self.decoder.n_out + c.n_covariates, c.n_input
+            self.decoder.n_out + c.n_covariates, c.n_input, c.output_batch_norm
         )
         # Log library sizes of the training data: where new samples get their library size.
         self.register_buffer("library_log_mean", torch.zeros(()))
@@ -175,6 +175,66 @@ class VAEModule(nn.Module):
             log_px = px.log_prob(x.repeat(k, 1)).sum(-1).view(k, n)
             parts.append(torch.logsumexp(log_px + log_pz - log_qz, dim=0))  # (B,)
         return torch.logsumexp(torch.stack(parts), dim=0) - math.log(n_samples)
+
+    def loadings(
+        self,
+        z: torch.Tensor | None = None,
+        c: torch.Tensor | None = None,
+        library: torch.Tensor | None = None,
+        max_rows: int = 1024,
+    ) -> tuple[torch.Tensor, str]:
+        """(n_latent, n_input) effect of each latent feature on each feature of x, and the method.
+
+        Without hidden decoder layers z acts on x through one linear map: its weights, with a
+        batch norm folded in, are exact (``"linear"`` for the linear decoder, ``"weights"`` for
+        Tybalt's single layer; in the likelihood's parameter space, e.g. logits or
+        log-proportions). A deeper decoder's loadings are the Jacobian of the decoder's mean
+        with respect to z averaged over the rows of ``z`` (``"jacobian"``, in units of x per
+        unit of z), with their conditions ``c`` and library sizes.
+        """
+        if not self.config.decoder_layers:
+            method = "linear" if self.config.decoder == "linear" else "weights"
+            return self.latent_weights().detach().T, method
+        if z is None:
+            raise ValueError("the loadings of a deep decoder are averaged over latent points z")
+        total = torch.zeros(self.config.n_latent, self.config.n_input, device=z.device)
+        for i in range(0, len(z), max_rows):
+            total += self._jacobian_sum(
+                z[i : i + max_rows], _slice(c, i, max_rows), _slice(library, i, max_rows)
+            )
+        return total / len(z), "jacobian"
+
+    def latent_weights(self) -> torch.Tensor:
+        """(n_out, n_latent) weights of the decoder's first layer on z (after folding a batch
+        norm): the loadings of a one-layer decoder, and what ``loadings_l1`` makes sparse."""
+        first = self.decoder.layers[0][0] if self.config.decoder_layers else self.likelihood.out
+        return _folded_weights(first)[:, : self.config.n_latent]
+
+    def _jacobian_sum(
+        self, z: torch.Tensor, c: torch.Tensor | None, library: torch.Tensor | None
+    ) -> torch.Tensor:
+        """(n_latent, n_input) d mean(x) / d z summed over rows, one forward-mode pass per
+        latent feature (cheaper than the full (B, n_input, n_latent) Jacobian)."""
+
+        def mean(z: torch.Tensor) -> torch.Tensor:
+            return self.decode(z, c, library).mean
+
+        rows = []
+        for j in range(z.shape[1]):
+            tangent = torch.zeros_like(z)
+            tangent[:, j] = 1.0
+            rows.append(torch.func.jvp(mean, (z,), (tangent,))[1].sum(0))
+        return torch.stack(rows)
+
+
+def _folded_weights(out: nn.Module) -> torch.Tensor:
+    """(n_out, n_in) weights of a Linear, or of Linear -> BatchNorm1d with the batch norm's
+    scale folded in (its shift only moves the intercept)."""
+    if isinstance(out, nn.Linear):
+        return out.weight
+    linear, norm = out
+    scale = norm.weight / (norm.running_var + norm.eps).sqrt()
+    return linear.weight * scale[:, None]
 
 
 def _head(n_in: int, n_out: int, batch_norm: bool) -> nn.Module:

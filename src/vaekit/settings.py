@@ -26,6 +26,8 @@ MODEL_KEYS = {
     "beta": "beta",
     "warmup": "kl_warmup",
     "preset": "preset",
+    "decoder": "decoder",
+    "l1": "loadings_l1",
     "seed": "seed",
 }
 PREPROCESS_KEYS = ("normalize", "log1p", "select", "select_by", "scale")
@@ -73,7 +75,7 @@ def parse_hidden(value: str | list | tuple | None) -> tuple[int, ...] | None:
 
 
 INTEGERS = ("latent", "epochs", "batch_size", "warmup", "seed", "select")
-NUMBERS = ("lr", "beta")
+NUMBERS = ("lr", "beta", "l1")
 
 
 def _typed(settings: dict[str, Any]) -> dict[str, Any]:

@@ -170,7 +170,12 @@ def _fit_epoch(
     for idx in minibatches(index, config.batch_size, gen):
         out = module.loss(data.take(idx), _rows(cov, idx), kl_weight)
         opt.zero_grad(set_to_none=True)
-        out.loss.backward()
+        loss = out.loss
+        if config.loadings_l1 > 0:
+            # A Laplace prior on the loadings: each latent feature drives few genes, which
+            # singles out sparse factors that a rotation of z would otherwise mix.
+            loss = loss + config.loadings_l1 * module.latent_weights().abs().sum()
+        loss.backward()
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         opt.step()

@@ -190,6 +190,24 @@ class ZScore(Step):
         return ((_dense(X) - self.mean_) / self.std_).astype(np.float32)
 
 
+@register_step
+class Center(Step):
+    """Centre each feature and divide all of them by one number, the root of their mean
+    variance: values become of order 1 while the genes that vary most keep the most variance,
+    so a Gaussian likelihood still weighs them most (z-scoring would make every gene equal)."""
+
+    name, kind, state_keys = "center", "scale", ("mean_", "scale_")
+
+    def fit(self, X: Matrix) -> Step:
+        dense = _dense(X)
+        self.mean_ = dense.mean(0).astype(np.float32)
+        self.scale_ = _nonzero(np.sqrt(np.atleast_1d(dense.var(0).mean())))
+        return self
+
+    def transform(self, X: Matrix) -> Matrix:
+        return ((_dense(X) - self.mean_) / self.scale_).astype(np.float32)
+
+
 class Preprocessor:
     """Steps in their fixed order; fitted on the training data, saved with the model.
 
@@ -307,7 +325,8 @@ def override(
 ) -> list[Step]:
     """``steps`` with some replaced, as command-line flags ask (None leaves a kind as it is).
 
-    ``scale`` is ``"minmax"``, ``"zscore"`` or ``"none"``; ``select=0`` drops the selection.
+    ``scale`` is ``"minmax"``, ``"zscore"``, ``"center"`` or ``"none"``; ``select=0`` drops the
+    selection.
     """
     by_kind = {s.kind: s for s in Preprocessor(steps).steps}
     if normalize is not None:
@@ -320,7 +339,7 @@ def override(
         n = current.n if select is None else select
         _set(by_kind, "select", SelectVariable(n, select_by or current.method) if n else None)
     if scale is not None:
-        scalers = {"minmax": MinMax, "zscore": ZScore, "none": None}
+        scalers = {"minmax": MinMax, "zscore": ZScore, "center": Center, "none": None}
         if scale not in scalers:
             raise ValueError(f"unknown scale {scale!r}; use one of {sorted(scalers)}")
         _set(by_kind, "scale", scalers[scale]() if scalers[scale] else None)
