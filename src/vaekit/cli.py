@@ -87,10 +87,12 @@ def train(
     lr: float = typer.Option(None, help="Adam learning rate."),
     beta: float = typer.Option(None, help="KL weight (beta-VAE)."),
     warmup: int = typer.Option(None, help="KL warm-up epochs."),
-    preset: str = typer.Option(None, help="Named settings, e.g. tybalt."),
+    preset: str = typer.Option(None, help="Named settings: expression or tybalt."),
+    decoder: str = typer.Option(None, help="mlp, or linear (exact gene loadings, as LDVAE)."),
+    l1: float = typer.Option(None, "--l1", help="L1 penalty on the loadings (sparse features)."),
     select: int = typer.Option(None, help="Keep the N most variable features (0: all)."),
     select_by: str = typer.Option(None, "--select-by", help="variance or mad."),
-    scale: str = typer.Option(None, help="minmax, zscore or none."),
+    scale: str = typer.Option(None, help="minmax, zscore, center or none."),
     log1p: bool = typer.Option(None, "--log1p/--no-log1p", help="log(1 + x) first."),
     normalize: bool = typer.Option(
         None, "--normalize/--no-normalize", help="Library-size normalisation first."
@@ -255,6 +257,37 @@ def evaluate(
         typer.echo(
             f"  {key:>20}: {value:.4f}" if isinstance(value, float) else f"  {key:>20}: {value}"
         )
+
+
+@app.command()
+def interpret(
+    model_dir: Path = MODEL,
+    data: Path = DATA,
+    out: Path = OUT,
+    annotations: Path = ANNOTATIONS,
+    gene_sets: Path = typer.Option(
+        None, "--gene-sets", help="GMT file of gene sets to test (with the built-in chrX/chrY)."
+    ),
+    top: int = typer.Option(20, "--top", help="Top genes per latent feature and sign."),
+    sd: float = typer.Option(2.5, "--sd", help="High-weight genes: beyond mean +/- SD x this."),
+    transpose: bool = TRANSPOSE,
+    layer: str = LAYER,
+    quiet: bool = QUIET,
+) -> None:
+    """What the latent features mean: gene loadings, top genes, associations with the sample
+    annotations and gene-set enrichment, with a summary.md, written into the folder OUT."""
+    import vaekit
+    from vaekit.analysis.findings import interpret as interpret_model
+    from vaekit.atomic import check_parent
+
+    check_parent(out)
+    model = vaekit.load(model_dir)
+    adata = _read(data, transpose, annotations, layer)
+    with _status(quiet, f"interpreting {model.module_.config.n_latent} latent features..."):
+        result = interpret_model(model, adata, y=_y(model), gene_sets=gene_sets, k=top, sd=sd)
+        result.write(out)
+    typer.echo(result.summary())
+    typer.echo(f"wrote loadings, top genes, associations and summary.md to {out}/")
 
 
 @app.command()
