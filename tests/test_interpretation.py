@@ -249,7 +249,7 @@ def test_missing_values_are_skipped_and_counted_and_useless_columns_noted() -> N
     Z, annotations = planted_annotations(n=100)
     annotations["sex"] = annotations.sex.where(np.arange(100) % 10 != 0)  # 10 missing
     annotations.loc[:4, "age"] = np.nan
-    annotations["patient"] = [f"P{i}" for i in range(100)]
+    annotations["patient"] = [f"P{i // 2}" for i in range(100)]  # tumour + normal per patient
     annotations["species"] = "human"
     annotations["treated"] = np.arange(100) % 2  # numeric with two values: categorical
     result = associate(Z, annotations)

@@ -46,8 +46,8 @@ def associate(latent: np.ndarray | pd.DataFrame, annotations: pd.DataFrame) -> p
     - a numeric column (more than two distinct values): Spearman's rho.
 
     Missing values are left out column by column (counted in ``n_missing``); a column with a
-    single level, or text that is unique in every row (an ID), is skipped, with the reason in
-    ``.attrs["skipped"]``.
+    single level, or text with distinct values in half its rows or more (an ID), is skipped, with
+    the reason in ``.attrs["skipped"]``.
 
     Parameters
     ----------
@@ -125,8 +125,10 @@ def _skip_reason(column: _Column) -> str | None:
     n_levels = column.values.nunique()
     if n_levels < 2:
         return f"{n_levels} distinct value(s) among {len(column.values)} samples"
-    if not _is_numeric(column.values) and n_levels == len(column.values):
-        return f"text unique in every one of its {n_levels} samples (an identifier?)"
+    if not _is_numeric(column.values) and n_levels >= len(column.values) / 2:
+        # An ID (patient, barcode), perhaps repeated for a tumour and its normal sample: groups
+        # of one or two say nothing.
+        return f"{n_levels} distinct values among {len(column.values)} samples (an identifier?)"
     return None
 
 
