@@ -383,12 +383,43 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "module_")
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n must be a positive integer; got {n!r}")
-        cov = self._covariates(y, n, broadcast=True)
+        gen = torch.Generator().manual_seed(seed)
+        z = torch.randn(n, self.module_.config.n_latent, generator=gen).numpy()
+        return self.decode(z, y, mean=mean, seed=seed)
+
+    @torch.no_grad()
+    def decode(self, Z: Any, y: Any = None, *, mean: bool = True, seed: int = 0) -> np.ndarray:
+        """Decode latent points: the decoder's expected value, or a draw from p(x | z).
+
+        Parameters
+        ----------
+        Z : array-like, (n, n_latent)
+        y : optional
+            One condition for all points, or one per point (conditional models).
+        mean : bool
+            The expected value (default) rather than a draw.
+        seed : int
+            Seeds the draws (and the library sizes of count models).
+
+        Returns
+        -------
+        ndarray, (n, n_features)
+            In the space the decoder models (after preprocessing).
+        """
+        check_is_fitted(self, "module_")
         module = self.module_.eval()
+        Z = np.asarray(Z, dtype=np.float32)
+        if Z.ndim != 2 or Z.shape[1] != module.config.n_latent:
+            raise ValueError(
+                f"latent points must have shape (n, {module.config.n_latent}); got {Z.shape}"
+            )
+        if not np.isfinite(Z).all():
+            raise ValueError("latent points hold NaN or infinite values")
+        cov = self._covariates(y, len(Z), broadcast=True)
         parts = []
         with seeded(seed, self._device):
-            for idx in torch.arange(n).split(INFERENCE_BATCH):
-                z = torch.randn(len(idx), module.config.n_latent, device=self._device)
+            for idx in torch.arange(len(Z)).split(INFERENCE_BATCH):
+                z = torch.from_numpy(Z[idx.numpy()]).to(self._device)
                 library = (
                     module.sample_library(len(idx)) if module.likelihood.uses_library else None
                 )
