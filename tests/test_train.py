@@ -12,7 +12,7 @@ import vaekit
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.data import DenseRows
 from vaekit.model import VAEModule
-from vaekit.train import minibatches, train
+from vaekit.train import PosteriorCollapseWarning, minibatches, train
 
 
 def test_kl_weight_reaches_the_loss_at_every_epoch(digits, monkeypatch):
@@ -158,6 +158,7 @@ def test_gradient_clipping_bounds_the_gradient_norm(digits, monkeypatch):
     assert seen and max(seen) <= 1e-3 * 1.001
 
 
+@pytest.mark.filterwarnings("ignore::vaekit.train.PosteriorCollapseWarning")
 def test_progress_bar_is_silent_off_a_terminal_and_shown_on_one(digits, capsys, monkeypatch):
     kw = dict(n_latent=2, likelihood="bernoulli", epochs=2, seed=0)
     vaekit.VAE(**kw, verbose=True).fit(digits[0])
@@ -168,3 +169,36 @@ def test_progress_bar_is_silent_off_a_terminal_and_shown_on_one(digits, capsys, 
     vaekit.VAE(**kw, verbose=True).fit(digits[0])
     captured = capsys.readouterr()
     assert captured.out == "" and "training" in captured.err and "2/2" in captured.err
+
+
+def test_latent_usage_counts_active_units_and_warns_on_collapse() -> None:
+    """Data with two real dimensions, a model with six latent features: about two are used."""
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(1500, 2))
+    X = (Z @ rng.normal(size=(2, 20)) + 0.1 * rng.normal(size=(1500, 20))).astype(np.float32)
+    with pytest.warns(PosteriorCollapseWarning, match=r"only \d of 6 latent features are active"):
+        model = vaekit.VAE(n_latent=6, hidden=(32,), epochs=40, lr=3e-3, seed=0, verbose=False)
+        model.fit(X)
+    h = model.history_.iloc[model.best_epoch_]
+    assert h["active_units"] == 2
+    kl = h[[f"kl_z{j}" for j in range(6)]].to_numpy(dtype=float)
+    assert kl.sum() == pytest.approx(h["val_kl"], rel=1e-4)  # the parts add up to the total
+    assert sorted(kl)[-2] > 1.0 and sorted(kl)[-3] < 0.05
+    # the criterion against numpy, on the posterior means of all rows
+    means = model.transform(X)
+    assert int((means.var(0) > 0.01).sum()) == 2
+
+
+def test_latent_usage_without_validation_rows_uses_training_rows(digits) -> None:
+    model = vaekit.VAE(n_latent=2, epochs=2, validation_fraction=0.0, seed=0, verbose=False)
+    model.fit(digits[0])
+    assert {"active_units", "kl_z0", "kl_z1"} <= set(model.history_.columns)
+
+
+def test_evaluate_reports_latent_usage(fitted, digits) -> None:
+    from vaekit.analysis import evaluate
+
+    result = evaluate(fitted, digits[1], importance_samples=0)
+    assert result["n_latent"] == 8 and 0 <= result["active_units"] <= 8
+    assert len(result["kl_per_feature"]) == 8
+    assert sum(result["kl_per_feature"]) == pytest.approx(result["kl"], rel=0.05)

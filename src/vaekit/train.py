@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -24,6 +25,15 @@ class Rows(Protocol):
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class PosteriorCollapseWarning(UserWarning):
+    """Most latent features carry no information about x: q(z_j | x) is the prior for all x."""
+
+
+# Burda et al. 2016: unit u is active when Cov_x(E_q[z_u | x]) > 0.01.
+ACTIVE_THRESHOLD = 0.01
+DIAGNOSTIC_ROWS = 10_000  # rows that measure latent usage when there is no validation split
 
 
 @dataclass
@@ -75,6 +85,40 @@ def evaluate(
     return {"loss": loss, "reconstruction": rec, "kl": kl}
 
 
+@torch.no_grad()
+def latent_usage(
+    module: VAEModule,
+    data: Rows,
+    cov: torch.Tensor | None,
+    index: torch.Tensor,
+    batch_size: int = 4096,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per latent feature: the mean KL(q(z_j | x) || N(0, 1)) over the rows ``index`` and the
+    variance over those rows of the posterior mean E_q[z_j | x], both (n_latent,) float64.
+
+    A feature whose posterior mean does not vary with x (variance <= ``ACTIVE_THRESHOLD``) is
+    inactive: posterior collapse, in Burda et al.'s (2016) sense.
+    """
+    module.eval()
+    n_latent = module.config.n_latent
+    kl, first, second = (torch.zeros(n_latent, dtype=torch.float64) for _ in range(3))
+    for idx in index.split(batch_size):
+        qz = module.encode(data.take(idx), _rows(cov, idx))
+        mu, var = qz.loc.double().cpu(), qz.scale.double().cpu() ** 2
+        kl += (0.5 * (mu**2 + var - 1 - var.log())).sum(0)
+        first += mu.sum(0)
+        second += (mu**2).sum(0)
+    n = len(index)
+    return kl / n, (second / n - (first / n) ** 2).clamp(min=0)
+
+
+def usage_record(kl: torch.Tensor, variance: torch.Tensor) -> dict[str, float]:
+    """History columns: ``active_units`` and ``kl_z0``, ``kl_z1``... (nats per sample)."""
+    record = {"active_units": int((variance > ACTIVE_THRESHOLD).sum())}
+    record.update({f"kl_z{j}": float(v) for j, v in enumerate(kl)})
+    return record
+
+
 def train(
     module: VAEModule,
     data: Rows,
@@ -101,12 +145,15 @@ def train(
     -------
     TrainResult
         ``history`` holds, per epoch: train_/val_ loss, reconstruction and kl, kl_weight,
-        seconds. The monitored quantity is the validation reconstruction + beta * KL, which does
-        not move with the warm-up; patience only counts once the warm-up is over.
+        seconds, ``active_units`` and the KL of each latent feature ``kl_z0``... (measured on
+        the validation rows, else on up to 10,000 training rows). The monitored quantity is
+        the validation reconstruction + beta * KL, which does not move with the warm-up;
+        patience only counts once the warm-up is over.
     """
     gen = torch.Generator().manual_seed(config.seed if config.seed is not None else 0)
     train_idx, val_idx = split_indices(len(data), config.validation_fraction, gen)
     stopping = config.early_stopping and len(val_idx) > 0
+    usage_idx = val_idx if len(val_idx) else train_idx[:DIAGNOSTIC_ROWS]
     opt = adam(module, config)
     result, best, best_state, stale = TrainResult(), float("inf"), None, 0
     start = time.perf_counter()
@@ -120,6 +167,7 @@ def train(
         if len(val_idx):
             val = evaluate(module, data, cov, val_idx, weight)
             record.update({f"val_{k}": v for k, v in val.items()})
+        record.update(usage_record(*latent_usage(module, data, cov, usage_idx)))
         record["kl_weight"] = weight
         record["seconds"] = time.perf_counter() - tic
         result.history.append(record)
@@ -138,9 +186,23 @@ def train(
         module.load_state_dict(best_state)
     else:
         result.best_epoch = len(result.history) - 1
+    _warn_if_collapsed(result.history[result.best_epoch], module.config.n_latent)
     module.eval()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _warn_if_collapsed(record: dict[str, float], n_latent: int) -> None:
+    active = record["active_units"]
+    if n_latent > 1 and active < n_latent / 2:
+        warnings.warn(
+            f"only {active} of {n_latent} latent features are active (their posterior mean "
+            "varies with x; Burda et al. 2016); the others collapsed to the prior. If that is "
+            "too few, train longer, lower beta or lengthen kl_warmup; else fewer latent "
+            "features would do",
+            PosteriorCollapseWarning,
+            stacklevel=3,
+        )
 
 
 def adam(module: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
