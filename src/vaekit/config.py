@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -42,6 +43,17 @@ class ModelConfig:
         its exact gene loadings (LDVAE, Svensson et al. 2020).
     n_covariates : int
         Width of the encoded condition vector (0 for an unconditional VAE).
+    architecture : str
+        Name of the networks in :data:`vaekit.nn.ARCHITECTURES`: ``"mlp"`` (dense layers) or
+        ``"conv"`` (strided convolutions for images, whose ``hidden`` and ``decoder_hidden``
+        are the dense layers between the feature maps and z).
+    image_shape : tuple of int or None
+        (C, H, W) of the images when x holds images flattened from that shape (C * H * W must
+        be ``n_input``); None for other data. The conv architecture needs it.
+    conv_channels : tuple of int
+        Channels of the conv encoder's stride-2 convolutions (the decoder mirrors them). Each
+        halves the image; as many are used as keep the feature maps at least 4 pixels wide
+        (one for 8x8, two for 28x28, three for 32x32 and larger), so H, W >= 8.
     """
 
     n_input: int
@@ -55,6 +67,9 @@ class ModelConfig:
     dropout: float = 0.0
     n_covariates: int = 0
     decoder: str = "mlp"
+    architecture: str = "mlp"
+    image_shape: tuple[int, ...] | None = None
+    conv_channels: tuple[int, ...] = (32, 64, 128)
 
     def __post_init__(self) -> None:
         if self.decoder not in DECODERS:
@@ -62,6 +77,12 @@ class ModelConfig:
         if self.decoder == "linear" and self.decoder_hidden:
             raise ValueError(
                 f"a linear decoder has no hidden layers; got decoder_hidden={self.decoder_hidden}"
+            )
+        shape = self.image_shape
+        if shape is not None and (len(shape) != 3 or math.prod(shape) != self.n_input):
+            raise ValueError(
+                f"image_shape must be (C, H, W) with C * H * W = n_input = {self.n_input}; "
+                f"got {shape}"
             )
 
     @property
@@ -79,7 +100,8 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["hidden"] = list(self.hidden)
-        d["decoder_hidden"] = None if self.decoder_hidden is None else list(self.decoder_hidden)
+        for key in ("decoder_hidden", "image_shape", "conv_channels"):
+            d[key] = None if d[key] is None else list(d[key])
         return d
 
     @classmethod
@@ -90,7 +112,11 @@ class ModelConfig:
             raise ValueError(f"model config has unknown keys {sorted(unknown)}")
         d = dict(d)
         d["hidden"] = _tuple_or_none(d.get("hidden", cls.hidden))
-        d["decoder_hidden"] = _tuple_or_none(d.get("decoder_hidden"))
+        # Keys added later (architecture, image_shape, conv_channels) may be missing from
+        # older config.json files: the defaults describe those models.
+        for key in ("decoder_hidden", "image_shape", "conv_channels"):
+            if key in d:
+                d[key] = _tuple_or_none(d[key])
         return cls(**d)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -13,13 +12,11 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from vaekit import saving
+from vaekit import fitting, saving
 from vaekit._runtime import epoch_progress, seeded
-from vaekit.config import ModelConfig, TrainConfig
 from vaekit.covariates import CovariateEncoder
-from vaekit.data import DenseRows, SparseRows, as_rows
+from vaekit.data import as_rows
 from vaekit.data.preprocess import Preprocessor
-from vaekit.likelihoods import get_likelihood
 from vaekit.model import VAEModule
 from vaekit.presets import check_settings, resolve
 from vaekit.train import train
@@ -27,9 +24,6 @@ from vaekit.validation import (
     Table,
     align_features,
     as_table,
-    check_finite,
-    check_support,
-    is_anndata,
     resolve_y,
 )
 
@@ -66,6 +60,16 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     decoder : str ["mlp"]
         ``"linear"`` maps z to the likelihood's parameters with one linear layer and a batch
         norm (LDVAE, Svensson et al. 2020), so :meth:`loadings` are exact.
+    architecture : str [auto]
+        ``"conv"`` (strided convolutions, for images) or ``"mlp"`` (dense layers); by default
+        ``"conv"`` when the rows are whole images (read by :func:`vaekit.read` from image
+        files or arrays, or described by ``image_shape``) that it can model (H, W >= 8; a
+        Gaussian, Bernoulli or continuous Bernoulli likelihood; ``decoder="mlp"``), and
+        ``"mlp"`` otherwise. With ``"conv"``, ``hidden`` and ``decoder_hidden`` are the dense
+        layers between the feature maps and z.
+    image_shape : tuple of int, optional
+        (H, W) or (C, H, W) of the images whose flattened pixels are the rows of X, for data
+        that do not carry it (a NumPy array); an AnnData from :func:`vaekit.read` does.
     activation : str ["relu"]
     batch_norm : bool [False]
         Batch norm in every hidden layer.
@@ -106,7 +110,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         Set when X had feature names (a DataFrame or an AnnData).
     covariates_ : CovariateEncoder or None
     image_shape_ : tuple of int or None
-        (H, W) or (C, H, W) when the data were images read by :func:`vaekit.read`.
+        (H, W) or (C, H, W): ``image_shape``, else that of images read by :func:`vaekit.read`.
     training_seconds_ : float
 
     Examples
@@ -134,6 +138,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         weight_decay: float | None = None,
         decoder_hidden: tuple[int, ...] | None = None,
         decoder: str | None = None,
+        architecture: str | None = None,
+        image_shape: tuple[int, ...] | None = None,
         activation: str | None = None,
         batch_norm: bool | None = None,
         posterior_batch_norm: bool | None = None,
@@ -160,6 +166,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.decoder_hidden = decoder_hidden
         self.decoder = decoder
+        self.architecture = architecture
+        self.image_shape = image_shape
         self.activation = activation
         self.batch_norm = batch_norm
         self.posterior_batch_norm = posterior_batch_norm
@@ -195,18 +203,23 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         table = as_table(X, layer=layer)
         names = table.feature_names or [f"x{i}" for i in range(table.X.shape[1])]
         data = preprocessor.fit_transform(table.X, names)
-        data = _model_table(data, table, preprocessor, settings["likelihood"])
+        data = fitting.model_table(data, table, preprocessor, settings["likelihood"])
         y = resolve_y(X, y)
         covariates = None if y is None else CovariateEncoder.fit(y, data.X.shape[0])
         cov = None if y is None else covariates.transform(y, data.X.shape[0]).to(self._device)
         seed = self.seed if self.seed is not None else int(np.random.default_rng().integers(2**31))
         rows = as_rows(data.X, self._device)
-        config = _model_config(settings, len(preprocessor.features_), cov)
+        n_input = len(preprocessor.features_)
+        image_shape, chw = fitting.shapes(X, self.image_shape, settings, n_input)
+        settings["architecture"] = settings["architecture"] or fitting.auto(
+            settings, n_input, cov, chw
+        )
+        config = fitting.model_config(settings, n_input, cov, chw)
         with seeded(seed, self._device):
             module = VAEModule(config).to(self._device)
-            _fit_library(module, rows)
+            fitting.fit_library(module, rows)
             with epoch_progress(settings["epochs"], self.verbose) as progress:
-                result = train(module, rows, cov, _train_config(settings, seed), progress)
+                result = train(module, rows, cov, fitting.train_config(settings, seed), progress)
         # Fitted state is set only now, so a fit that fails leaves the model as it was.
         self.settings_, self.preprocessor_, self.features_ = (
             settings,
@@ -218,7 +231,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             self.feature_names_in_ = np.asarray(table.feature_names, dtype=object)
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
-        self.image_shape_ = _image_shape(X)
+        self.image_shape_ = image_shape
         self.covariates_, self.seed_, self.module_ = covariates, seed, module
         self.history_ = pd.DataFrame(result.history).set_index("epoch")
         self.best_epoch_ = result.best_epoch
@@ -245,7 +258,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         table = as_table(X, layer=layer)
         names = getattr(self, "feature_names_in_", None)
         table = align_features(table, self.n_features_in_, names)
-        data = _model_table(
+        data = fitting.model_table(
             self.preprocessor_.transform(table.X),
             table,
             self.preprocessor_,
@@ -427,6 +440,23 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 parts.append(px.mean if mean else px.sample())
         return torch.cat(parts).cpu().numpy()
 
+    # ------------------------------------------------------------------ latent space
+    def interpolate(
+        self, a: Any, b: Any, steps: int = 8, method: str = "linear", y: Any = None, **kw: Any
+    ) -> Any:
+        """Decode a path from ``a`` to ``b`` (samples, or latent points with ``latent=True``);
+        see :func:`vaekit.analysis.interpolate`."""
+        from vaekit.analysis.paths import interpolate  # analysis builds on this module
+
+        return interpolate(self, a, b, steps=steps, method=method, y=y, **kw)
+
+    def traverse(self, x: Any = None, features: Any = None, **kw: Any) -> Any:
+        """Vary one latent feature at a time around ``x`` (or the origin), decoded; see
+        :func:`vaekit.analysis.traverse`."""
+        from vaekit.analysis.paths import traverse
+
+        return traverse(self, x, features, **kw)
+
     # ------------------------------------------------------------------ interpretation
     @torch.no_grad()
     def loadings(
@@ -463,7 +493,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "module_")
         module = self.module_.eval()
         z = c = library = None
-        if module.config.decoder_layers:
+        if not module.one_layer_decoder:
             z, c, library = self._jacobian_points(X, y, layer, n_samples, seed)
         with torch.enable_grad():
             values, method = module.loadings(z, c, library)
@@ -511,56 +541,3 @@ def load(path: str | os.PathLike) -> VAE:
     >>> model = vaekit.load("my_model")  # doctest: +SKIP
     """
     return saving.read(VAE, path)
-
-
-def _model_table(X: Any, table: Table, preprocessor: Preprocessor, likelihood: str) -> Table:
-    """The preprocessed data as a Table named by the modelled features, checked against the
-    likelihood (messages then name the column as the model sees it)."""
-    support = get_likelihood(likelihood).support
-    if support == "counts" and not preprocessor.keeps_counts:
-        raise ValueError(
-            f"likelihood {likelihood!r} models raw counts, but preprocess "
-            f"{preprocessor.to_config()} changes them (only feature selection keeps counts); "
-            "drop those steps or use likelihood='gaussian'"
-        )
-    out = Table(X, preprocessor.features_, table.sample_names)
-    if preprocessor.steps:
-        check_finite(out, "X after preprocessing")
-    check_support(out, support, likelihood)
-    return out
-
-
-def _model_config(s: dict[str, Any], n_input: int, cov: torch.Tensor | None) -> ModelConfig:
-    return ModelConfig(
-        n_input=n_input,
-        n_latent=s["n_latent"],
-        hidden=tuple(s["hidden"]),
-        decoder_hidden=None if s["decoder_hidden"] is None else tuple(s["decoder_hidden"]),
-        decoder=s["decoder"],
-        likelihood=s["likelihood"],
-        activation=s["activation"],
-        batch_norm=s["batch_norm"],
-        posterior_batch_norm=s["posterior_batch_norm"],
-        dropout=s["dropout"],
-        n_covariates=0 if cov is None else cov.shape[1],
-    )
-
-
-def _train_config(s: dict[str, Any], seed: int) -> TrainConfig:
-    keys = [f.name for f in fields(TrainConfig) if f.name != "seed"]
-    return TrainConfig(**{k: s[k] for k in keys}, seed=seed)
-
-
-def _fit_library(module: VAEModule, rows: DenseRows | SparseRows) -> None:
-    """Log-normal of the library sizes, from which :meth:`VAE.sample` draws them."""
-    if module.likelihood.uses_library:
-        log_totals = np.log(rows.row_sums())
-        module.library_log_mean.fill_(float(log_totals.mean()))
-        module.library_log_std.fill_(float(log_totals.std()))
-
-
-def _image_shape(X: Any) -> tuple[int, ...] | None:
-    if not is_anndata(X):
-        return None
-    shape = X.uns.get("vaekit", {}).get("image_shape")
-    return None if shape is None else tuple(int(v) for v in shape)

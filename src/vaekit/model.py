@@ -13,8 +13,8 @@ from torch import nn
 from torch.distributions import Distribution, Normal, kl_divergence
 
 from vaekit.config import ModelConfig
-from vaekit.likelihoods import get_likelihood
-from vaekit.nn import MLP
+from vaekit.likelihoods import Likelihood, get_likelihood
+from vaekit.nn import get_architecture
 from vaekit.nn.mlp import with_condition
 
 
@@ -48,6 +48,10 @@ class LossOutput:
 class VAEModule(nn.Module):
     """Encoder, diagonal Gaussian posterior, prior N(0, I), decoder and likelihood.
 
+    The encoder and decoder bodies come from the architecture named in ``config``
+    (:data:`vaekit.nn.ARCHITECTURES`); the condition is appended to what each body returns,
+    before the posterior heads and the likelihood's output layer.
+
     Parameters
     ----------
     config : ModelConfig
@@ -64,16 +68,18 @@ class VAEModule(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        layer = dict(activation=c.activation, batch_norm=c.batch_norm, dropout=c.dropout)
-        self.encoder = MLP(c.n_input, c.hidden, c.n_covariates, **layer)
+        architecture = get_architecture(c.architecture)
+        architecture.check(c)
+        # Built in this order so that a seed gives the same initial weights as before
+        # architectures were pluggable.
+        self.encoder = architecture.encoder(c)
         self.z_mean = _head(self.encoder.n_out + c.n_covariates, c.n_latent, c.posterior_batch_norm)
         self.z_logvar = _head(
             self.encoder.n_out + c.n_covariates, c.n_latent, c.posterior_batch_norm
         )
-        self.decoder = MLP(c.n_latent, c.decoder_layers, c.n_covariates, **layer)
-        self.likelihood = get_likelihood(c.likelihood)(
-            self.decoder.n_out + c.n_covariates, c.n_input, c.output_batch_norm
-        )
+        self.decoder = architecture.decoder(c)
+        output = None if architecture.output is None else architecture.output(c)
+        self.likelihood = _likelihood(c, self.decoder.n_out + c.n_covariates, output)
         # Log library sizes of the training data: where new samples get their library size.
         self.register_buffer("library_log_mean", torch.zeros(()))
         self.register_buffer("library_log_std", torch.ones(()))
@@ -192,7 +198,7 @@ class VAEModule(nn.Module):
         with respect to z averaged over the rows of ``z`` (``"jacobian"``, in units of x per
         unit of z), with their conditions ``c`` and library sizes.
         """
-        if not self.config.decoder_layers:
+        if self.one_layer_decoder:
             method = "linear" if self.config.decoder == "linear" else "weights"
             return self.latent_weights().detach().T, method
         if z is None:
@@ -204,10 +210,16 @@ class VAEModule(nn.Module):
             )
         return total / len(z), "jacobian"
 
+    @property
+    def one_layer_decoder(self) -> bool:
+        """Whether z reaches the likelihood's parameters through one linear layer (the
+        decoder body has no layers of its own), whose weights are then the loadings."""
+        return len(self.decoder.layers) == 0
+
     def latent_weights(self) -> torch.Tensor:
         """(n_out, n_latent) weights of the decoder's first layer on z (after folding a batch
         norm): the loadings of a one-layer decoder, and what ``loadings_l1`` makes sparse."""
-        first = self.decoder.layers[0][0] if self.config.decoder_layers else self.likelihood.out
+        first = self.likelihood.out if self.one_layer_decoder else self.decoder.layers[0][0]
         return _folded_weights(first)[:, : self.config.n_latent]
 
     def _jacobian_sum(
@@ -235,6 +247,22 @@ def _folded_weights(out: nn.Module) -> torch.Tensor:
     linear, norm = out
     scale = norm.weight / (norm.running_var + norm.eps).sqrt()
     return linear.weight * scale[:, None]
+
+
+def _likelihood(config: ModelConfig, n_hidden: int, output: nn.Module | None) -> Likelihood:
+    """The likelihood, with its own dense output layer or with the architecture's ``output``.
+
+    A :class:`~vaekit.likelihoods.Likelihood` builds ``Linear(n_hidden, n_input)``; for images
+    that would be (channels * H * W) x (C * H * W) weights, so it is built from one input and
+    its output layer replaced by the architecture's (the architecture's ``check`` admits only
+    likelihoods whose parameters all come from that layer).
+    """
+    cls = get_likelihood(config.likelihood)
+    if output is None:
+        return cls(n_hidden, config.n_input, config.output_batch_norm)
+    likelihood = cls(1, config.n_input)
+    likelihood.out = output
+    return likelihood
 
 
 def _head(n_in: int, n_out: int, batch_norm: bool) -> nn.Module:

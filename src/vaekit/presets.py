@@ -45,6 +45,7 @@ import numpy as np
 from vaekit.config import DECODERS
 from vaekit.data.preprocess import Log1p, MinMax, SelectVariable
 from vaekit.likelihoods import get_likelihood
+from vaekit.nn import ARCHITECTURES
 
 DEFAULTS: dict[str, Any] = {
     "n_latent": 10,
@@ -58,6 +59,7 @@ DEFAULTS: dict[str, Any] = {
     "weight_decay": 0.0,
     "decoder_hidden": None,  # mirror the encoder
     "decoder": "mlp",
+    "architecture": None,  # auto: "conv" for images, "mlp" otherwise
     "activation": "relu",
     "batch_norm": False,
     "posterior_batch_norm": False,
@@ -125,6 +127,8 @@ def check_settings(s: dict[str, Any]) -> None:
         "grad_clip": s["grad_clip"] is None or (_is_number(s["grad_clip"]) and s["grad_clip"] > 0),
         "hidden": all(_is_int(h, 1) for h in s["hidden"]),
         "decoder": s["decoder"] in DECODERS,
+        "architecture": s["architecture"] is None
+        or (isinstance(s["architecture"], str) and s["architecture"] in ARCHITECTURES),
     }
     expected = {
         "lr": "a number > 0",
@@ -137,6 +141,7 @@ def check_settings(s: dict[str, Any]) -> None:
         "hidden": "a tuple of positive integers",
         "kl_warmup": "an integer >= 0",
         "decoder": f"one of {list(DECODERS)}",
+        "architecture": f"None (auto) or one of {list(ARCHITECTURES)}",
     }
     for name, ok in checks.items():
         if not ok:

@@ -122,7 +122,7 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
 
 def _tuples(params: dict[str, Any]) -> dict[str, Any]:
     out = dict(params)
-    for key in ("hidden", "decoder_hidden"):
+    for key in ("hidden", "decoder_hidden", "image_shape"):
         if out.get(key) is not None:
             out[key] = tuple(out[key])
     return out

@@ -1,0 +1,133 @@
+"""What :meth:`vaekit.VAE.fit` works out before training: the model's table, its architecture
+and configuration, the training settings and the library-size prior."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaekit.config import ModelConfig, TrainConfig
+from vaekit.data import DenseRows, SparseRows
+from vaekit.data.preprocess import Preprocessor
+from vaekit.likelihoods import get_likelihood
+from vaekit.model import VAEModule
+from vaekit.nn import get_architecture
+from vaekit.validation import Table, check_finite, check_support, is_anndata
+
+
+def model_table(X: Any, table: Table, preprocessor: Preprocessor, likelihood: str) -> Table:
+    """The preprocessed data as a Table named by the modelled features, checked against the
+    likelihood (messages then name the column as the model sees it)."""
+    support = get_likelihood(likelihood).support
+    if support == "counts" and not preprocessor.keeps_counts:
+        raise ValueError(
+            f"likelihood {likelihood!r} models raw counts, but preprocess "
+            f"{preprocessor.to_config()} changes them (only feature selection keeps counts); "
+            "drop those steps or use likelihood='gaussian'"
+        )
+    out = Table(X, preprocessor.features_, table.sample_names)
+    if preprocessor.steps:
+        check_finite(out, "X after preprocessing")
+    check_support(out, support, likelihood)
+    return out
+
+
+def model_config(
+    s: dict[str, Any], n_input: int, cov: torch.Tensor | None, image_shape: tuple | None
+) -> ModelConfig:
+    return ModelConfig(
+        n_input=n_input,
+        n_latent=s["n_latent"],
+        hidden=tuple(s["hidden"]),
+        decoder_hidden=None if s["decoder_hidden"] is None else tuple(s["decoder_hidden"]),
+        decoder=s["decoder"],
+        likelihood=s["likelihood"],
+        activation=s["activation"],
+        batch_norm=s["batch_norm"],
+        posterior_batch_norm=s["posterior_batch_norm"],
+        dropout=s["dropout"],
+        n_covariates=0 if cov is None else cov.shape[1],
+        architecture=s["architecture"],
+        image_shape=image_shape,
+    )
+
+
+def train_config(s: dict[str, Any], seed: int) -> TrainConfig:
+    keys = [f.name for f in fields(TrainConfig) if f.name != "seed"]
+    return TrainConfig(**{k: s[k] for k in keys}, seed=seed)
+
+
+def fit_library(module: VAEModule, rows: DenseRows | SparseRows) -> None:
+    """Log-normal of the library sizes, from which :meth:`VAE.sample` draws them."""
+    if module.likelihood.uses_library:
+        log_totals = np.log(rows.row_sums())
+        module.library_log_mean.fill_(float(log_totals.mean()))
+        module.library_log_std.fill_(float(log_totals.std()))
+
+
+def shapes(
+    X: Any, given_shape: Any, settings: dict[str, Any], n_input: int
+) -> tuple[tuple[int, ...] | None, tuple | None]:
+    """(the image shape to record, (C, H, W) of the modelled rows or None): the shape the user
+    gave, else the one the data carry; checked against the rows when conv is asked for."""
+    shape = image_shape(X) if given_shape is None else given(given_shape)
+    strict = given_shape is not None or settings["architecture"] == "conv"
+    return shape, rows_shape(shape, n_input, strict)
+
+
+def image_shape(X: Any) -> tuple[int, ...] | None:
+    if not is_anndata(X):
+        return None
+    shape = X.uns.get("vaekit", {}).get("image_shape")
+    return None if shape is None else tuple(int(v) for v in shape)
+
+
+def auto(s: dict[str, Any], n_input: int, cov: torch.Tensor | None, chw: tuple | None) -> str:
+    """The architecture for ``architecture=None``: conv for whole images it can model (its
+    ``check`` passes), dense layers for everything else."""
+    if chw is None:
+        return "mlp"
+    try:
+        get_architecture("conv").check(
+            model_config({**s, "architecture": "conv"}, n_input, cov, chw)
+        )
+    except ValueError:  # e.g. tiny images, or counts: the MLP models them
+        return "mlp"
+    return "conv"
+
+
+def given(shape: Any) -> tuple[int, ...]:
+    """The ``image_shape`` argument as a tuple, checked."""
+    ok = (
+        isinstance(shape, (tuple, list))
+        and len(shape) in (2, 3)
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in shape)
+        and all(v >= 1 for v in shape)
+    )
+    if not ok:
+        raise ValueError(
+            f"image_shape must be (H, W) or (C, H, W) of positive integers; got {shape!r}"
+        )
+    return tuple(int(v) for v in shape)
+
+
+def rows_shape(shape: tuple[int, ...] | None, n_input: int, strict: bool) -> tuple | None:
+    """(C, H, W) of the rows the model sees ((H, W) means one channel), or None when they are
+    not whole images: no shape is known, or preprocessing selected some of the pixels. Then
+    ``strict`` (an image shape was given, or a conv architecture asked for) raises."""
+    if shape is None:
+        return None
+    chw = (1, *shape) if len(shape) == 2 else tuple(shape)
+    if math.prod(chw) == n_input:
+        return chw
+    if strict:
+        raise ValueError(
+            f"images of shape {shape} have {math.prod(chw)} pixels, but the model sees "
+            f"{n_input} features (after preprocessing); pass the image_shape of the rows, "
+            "keep every pixel in preprocess, or use architecture='mlp'"
+        )
+    return None
