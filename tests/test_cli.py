@@ -272,3 +272,22 @@ def test_demo_writes_its_outputs_and_names_the_folder(tmp_path, capsys):
     assert summary["test_log_likelihood_nats_k1000"] >= summary["test_elbo_nats"] - 1.0
     assert (folder / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert vaekit.load(folder / "model").settings_["n_latent"] == 8
+
+
+def test_plot_latent_and_evaluate_report_latent_usage(trained, tables, tmp_path, capsys):
+    out = tmp_path / "map.png"
+    code, stdout, err = cli(capsys, "plot", "latent", trained, tables / "digits.csv",
+                            "--annotations", tables / "labels.tsv", "--color", "digit", "-o", out)
+    assert code == 0, err
+    assert "wrote a pca map of 400 samples" in stdout
+    with Image.open(out) as picture:
+        assert picture.size[0] > 100 and picture.format == "PNG"
+    assert_user_error(cli(capsys, "plot", "latent", trained, tables / "digits.csv",
+                          "--color", "nope", "-o", tmp_path / "x.png"), "no column 'nope'")
+    assert_user_error(cli(capsys, "plot", "latent", trained, tables / "digits.csv",
+                          "-o", tmp_path / "x.gif"), "figure format")
+    assert not (tmp_path / "x.png").exists()
+    code, stdout, _ = cli(capsys, "evaluate", trained, tables / "digits.csv", "-k", "0")
+    assert code == 0 and "active_units" in stdout and "KL per latent feature" in stdout
+    code, stdout, _ = cli(capsys, "evaluate", trained, tables / "digits.csv", "-k", "0", "--json")
+    assert len(json.loads(stdout)["kl_per_feature"]) == 3

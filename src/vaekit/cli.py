@@ -89,6 +89,9 @@ def train(
     warmup: int = typer.Option(None, help="KL warm-up epochs."),
     preset: str = typer.Option(None, help="Named settings: expression or tybalt."),
     decoder: str = typer.Option(None, help="mlp, or linear (exact gene loadings, as LDVAE)."),
+    architecture: str = typer.Option(
+        None, help="mlp or conv (default: conv for images read as images, else mlp)."
+    ),
     l1: float = typer.Option(None, "--l1", help="L1 penalty on the loadings (sparse features)."),
     select: int = typer.Option(None, help="Keep the N most variable features (0: all)."),
     select_by: str = typer.Option(None, "--select-by", help="variance or mad."),
@@ -241,7 +244,8 @@ def evaluate(
     layer: str = LAYER,
     quiet: bool = QUIET,
 ) -> None:
-    """ELBO, reconstruction, KL and importance-sampled log-likelihood of DATA, per sample."""
+    """ELBO, reconstruction, KL and importance-sampled log-likelihood of DATA, per sample; and
+    how many latent features are active, with the KL of each."""
     import vaekit
     from vaekit.analysis import evaluate as evaluate_model
 
@@ -252,11 +256,15 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
+    kl = result.pop("kl_per_feature")
     typer.echo(f"{adata.n_obs} samples, nats per sample:")
     for key, value in result.items():
         typer.echo(
             f"  {key:>20}: {value:.4f}" if isinstance(value, float) else f"  {key:>20}: {value}"
         )
+    order = sorted(range(len(kl)), key=lambda j: -kl[j])
+    typer.echo("  KL per latent feature, most used first:")
+    typer.echo("    " + ", ".join(f"z{j} {kl[j]:.2f}" for j in order))
 
 
 @app.command()
@@ -291,6 +299,112 @@ def interpret(
 
 
 @app.command()
+def interpolate(
+    model_dir: Path = MODEL,
+    data: Path = DATA,
+    start: str = typer.Option(..., "--from", help="Start sample: its ID or 0-based row number."),
+    end: str = typer.Option(..., "--to", help="End sample: its ID or 0-based row number."),
+    out: Path = OUT,
+    steps: int = typer.Option(8, help="Points on the path, both ends included."),
+    method: str = typer.Option("linear", help="linear or slerp."),
+    condition: str = typer.Option(None, "--condition", help="The condition of the whole path."),
+    transpose: bool = TRANSPOSE,
+    annotations: Path = ANNOTATIONS,
+    layer: str = LAYER,
+) -> None:
+    """Decode the latent path between two samples of DATA: a row of frames (OUT.png) for image
+    models, else a table with a row per step."""
+    import vaekit
+    from vaekit.analysis.paths import find_sample, to_image_grid
+    from vaekit.analysis.paths import interpolate as interpolate_path
+    from vaekit.data.writers import check_output, write_png, write_table
+
+    model = vaekit.load(model_dir)
+    png = model.image_shape_ is not None and str(out).lower().endswith(".png")
+    check_output(out, (".png",) if png else None)
+    adata = _read(data, transpose, annotations, layer)
+    a, b = find_sample(adata, start), find_sample(adata, end)
+    path = interpolate_path(model, a, b, steps, method, condition)
+    if png:
+        write_png(to_image_grid(path, model.image_shape_), out, scale=2)
+    else:
+        write_table(path.to_frame(), out)
+    typer.echo(f"wrote a {method} path of {steps} steps from {start} to {end} to {out}")
+
+
+@app.command()
+def traverse(
+    model_dir: Path = MODEL,
+    data: Path = typer.Argument(
+        None, help="Data to order the latent features by KL and to take --sample from."
+    ),
+    out: Path = OUT,
+    sample: str = typer.Option(
+        None, "--sample", help="Traverse around this sample of DATA (ID or row number)."
+    ),
+    features: int = typer.Option(10, "--features", help="Show the N most used latent features."),
+    limit: float = typer.Option(3.0, "--range", help="Offsets from -RANGE to RANGE."),
+    steps: int = typer.Option(7, help="Offsets per latent feature."),
+    condition: str = typer.Option(None, "--condition", help="The condition of the traversal."),
+    transpose: bool = TRANSPOSE,
+    annotations: Path = ANNOTATIONS,
+    layer: str = LAYER,
+) -> None:
+    """Vary one latent feature at a time around a sample (or the origin), decoded: a grid
+    (OUT.png, a row per feature) for image models, else a long table."""
+    import vaekit
+    from vaekit.analysis.paths import find_sample, to_image_grid, traversal_values
+    from vaekit.analysis.paths import traverse as traverse_features
+    from vaekit.data.writers import check_output, write_png, write_table
+
+    if sample is not None and data is None:
+        raise ValueError("--sample picks a sample of DATA; give DATA too")
+    model = vaekit.load(model_dir)
+    png = model.image_shape_ is not None and str(out).lower().endswith(".png")
+    check_output(out, (".png",) if png else None)
+    values = traversal_values(limit, steps)
+    adata = None if data is None else _read(data, transpose, annotations, layer)
+    x = None if sample is None else find_sample(adata, sample)
+    data_y = None if adata is None else _y(model)
+    result = traverse_features(model, x, features, values, condition, data=adata, data_y=data_y)
+    if png:
+        write_png(to_image_grid(result, model.image_shape_), out, scale=2)
+    else:
+        write_table(result.to_frame(), out)
+    typer.echo(
+        f"wrote latent features {result.features} (ordered by {result.ordered_by}) x "
+        f"{len(values)} values to {out}"
+    )
+
+
+plot_app = typer.Typer(no_args_is_help=True, help="Figures of a model and data.")
+app.add_typer(plot_app, name="plot")
+
+
+@plot_app.command("latent")
+def plot_latent(
+    model_dir: Path = MODEL,
+    data: Path = DATA,
+    out: Path = OUT,
+    color: str = typer.Option(None, "--color", help="Annotation column to colour by."),
+    method: str = typer.Option("pca", "--method", help="pca, tsne or umap."),
+    seed: int = typer.Option(0, help="Seed of t-SNE / UMAP."),
+    annotations: Path = ANNOTATIONS,
+    transpose: bool = TRANSPOSE,
+    layer: str = LAYER,
+) -> None:
+    """A 2-D map of the latent means of DATA, coloured by an annotation (.png, .svg or .pdf)."""
+    import vaekit
+    from vaekit.analysis.latent_map import figure_format, write_latent_map
+
+    figure_format(out)
+    model = vaekit.load(model_dir)
+    adata = _read(data, transpose, annotations, layer)
+    write_latent_map(model, adata, out, y=_y(model), color=color, method=method, seed=seed)
+    typer.echo(f"wrote a {method} map of {adata.n_obs} samples to {out}")
+
+
+@app.command()
 def info(model_dir: Path = MODEL) -> None:
     """What a model folder holds: data, architecture, preprocessing and training."""
     import vaekit
@@ -301,6 +415,7 @@ def info(model_dir: Path = MODEL) -> None:
         "features in / modelled": f"{model.n_features_in_} / {len(model.features_)}",
         "likelihood": s["likelihood"],
         "latent features": s["n_latent"],
+        "architecture": model.module_.config.architecture,
         "hidden layers": f"{tuple(s['hidden'])} (decoder {model.module_.config.decoder_layers})",
         "preset": s.get("preset") or model.preset or "-",
         "preprocess": ", ".join(f"{p['name']}" for p in model.preprocessor_.to_config()) or "-",

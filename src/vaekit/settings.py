@@ -27,6 +27,7 @@ MODEL_KEYS = {
     "warmup": "kl_warmup",
     "preset": "preset",
     "decoder": "decoder",
+    "architecture": "architecture",
     "l1": "loadings_l1",
     "seed": "seed",
 }
