@@ -55,6 +55,9 @@ class Likelihood(nn.Module):
         Width of the decoder's last layer (with the condition) and of x.
     batch_norm : bool
         Batch norm after the output layer (the linear decoder of LDVAE, Svensson et al. 2020).
+    out : Module, optional
+        The output layer, when the architecture brings its own (the conv decoder's per-pixel
+        1x1 convolution) instead of ``Linear(n_hidden, n_features)``.
 
     Attributes
     ----------
@@ -70,10 +73,14 @@ class Likelihood(nn.Module):
     support: ClassVar[str] = "real"
     uses_library: ClassVar[bool] = False
 
-    def __init__(self, n_hidden: int, n_features: int, batch_norm: bool = False) -> None:
+    def __init__(
+        self, n_hidden: int, n_features: int, batch_norm: bool = False, out: nn.Module | None = None
+    ) -> None:
         super().__init__()
-        linear = nn.Linear(n_hidden, n_features)
-        self.out = nn.Sequential(linear, nn.BatchNorm1d(n_features)) if batch_norm else linear
+        if out is None:
+            linear = nn.Linear(n_hidden, n_features)
+            out = nn.Sequential(linear, nn.BatchNorm1d(n_features)) if batch_norm else linear
+        self.out = out
 
     def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> Distribution:
         raise NotImplementedError
@@ -87,8 +94,10 @@ class Likelihood(nn.Module):
 class GaussianLikelihood(Likelihood):
     """Normal(mean from the decoder, a learned standard deviation per feature, at least 1e-3)."""
 
-    def __init__(self, n_hidden: int, n_features: int, batch_norm: bool = False) -> None:
-        super().__init__(n_hidden, n_features, batch_norm)
+    def __init__(
+        self, n_hidden: int, n_features: int, batch_norm: bool = False, out: nn.Module | None = None
+    ) -> None:
+        super().__init__(n_hidden, n_features, batch_norm, out)
         self.log_scale = nn.Parameter(torch.zeros(n_features))
 
     def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> Distribution:
@@ -153,8 +162,10 @@ def _negative_binomial(log_mean: torch.Tensor, log_theta: torch.Tensor) -> Negat
 class NegativeBinomialLikelihood(_CountLikelihood):
     """Negative binomial with mean library * proportion and a learned dispersion per feature."""
 
-    def __init__(self, n_hidden: int, n_features: int, batch_norm: bool = False) -> None:
-        super().__init__(n_hidden, n_features, batch_norm)
+    def __init__(
+        self, n_hidden: int, n_features: int, batch_norm: bool = False, out: nn.Module | None = None
+    ) -> None:
+        super().__init__(n_hidden, n_features, batch_norm, out)
         self.log_theta = nn.Parameter(torch.zeros(n_features))
 
     def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> Distribution:
@@ -207,8 +218,10 @@ class ZeroInflatedNegativeBinomial(Distribution):
 class ZeroInflatedNegativeBinomialLikelihood(NegativeBinomialLikelihood):
     """ZINB as scVI's: per-sample, per-feature dropout logits from the decoder."""
 
-    def __init__(self, n_hidden: int, n_features: int, batch_norm: bool = False) -> None:
-        super().__init__(n_hidden, n_features, batch_norm)
+    def __init__(
+        self, n_hidden: int, n_features: int, batch_norm: bool = False, out: nn.Module | None = None
+    ) -> None:
+        super().__init__(n_hidden, n_features, batch_norm, out)
         self.zi = nn.Linear(n_hidden, n_features)
 
     def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> Distribution:

@@ -250,19 +250,11 @@ def _folded_weights(out: nn.Module) -> torch.Tensor:
 
 
 def _likelihood(config: ModelConfig, n_hidden: int, output: nn.Module | None) -> Likelihood:
-    """The likelihood, with its own dense output layer or with the architecture's ``output``.
-
-    A :class:`~vaekit.likelihoods.Likelihood` builds ``Linear(n_hidden, n_input)``; for images
-    that would be (channels * H * W) x (C * H * W) weights, so it is built from one input and
-    its output layer replaced by the architecture's (the architecture's ``check`` admits only
-    likelihoods whose parameters all come from that layer).
-    """
+    """The likelihood, with its own dense output layer or the architecture's ``output`` (for
+    images a dense layer would need (channels * H * W) x (C * H * W) weights; the
+    architecture's ``check`` admits only likelihoods whose parameters all come from it)."""
     cls = get_likelihood(config.likelihood)
-    if output is None:
-        return cls(n_hidden, config.n_input, config.output_batch_norm)
-    likelihood = cls(1, config.n_input)
-    likelihood.out = output
-    return likelihood
+    return cls(n_hidden, config.n_input, config.output_batch_norm, out=output)
 
 
 def _head(n_in: int, n_out: int, batch_norm: bool) -> nn.Module:
