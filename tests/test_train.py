@@ -110,7 +110,7 @@ def test_early_stopping_restores_the_best_weights(digits):
     val = torch.as_tensor(digits[0][:300])[split[:30]]
     from vaekit.train import evaluate
 
-    again = evaluate(model.module_, DenseRows(val.numpy()), None, torch.arange(30), 1.0)
+    again, _ = evaluate(model.module_, DenseRows(val.numpy()), None, torch.arange(30), 1.0)
     assert again["reconstruction"] + again["kl"] == pytest.approx(monitored.min(), rel=1e-5)
 
 

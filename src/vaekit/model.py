@@ -32,12 +32,15 @@ class LossOutput:
         (B,) KL(q(z | x) || p(z)), in nats.
     kl_weight : float
         The weight the KL term had in ``loss`` (beta times the warm-up factor).
+    posterior : Normal or None
+        q(z | x) of the batch, for diagnostics that need more than its KL.
     """
 
     loss: torch.Tensor
     reconstruction: torch.Tensor
     kl: torch.Tensor
     kl_weight: float
+    posterior: Normal | None = None
 
     @property
     def elbo(self) -> torch.Tensor:
@@ -133,7 +136,7 @@ class VAEModule(nn.Module):
         reconstruction = -px.log_prob(x).sum(-1)
         kl = kl_divergence(qz, Normal(torch.zeros_like(qz.loc), torch.ones_like(qz.scale))).sum(-1)
         loss = (reconstruction + kl_weight * kl).mean()
-        return LossOutput(loss, reconstruction, kl, kl_weight)
+        return LossOutput(loss, reconstruction, kl, kl_weight, qz)
 
     @torch.no_grad()
     def log_likelihood(

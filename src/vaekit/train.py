@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
+from torch.distributions import Normal
 
 from vaekit.config import TrainConfig
 from vaekit.model import LossOutput, VAEModule
@@ -74,15 +75,19 @@ def evaluate(
     kl_weight: float,
     batch_size: int = 4096,
     seed: int = 0,
-) -> dict[str, float]:
-    """Mean loss, reconstruction and KL over ``index``, in eval mode, with fixed noise."""
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Mean loss, reconstruction and KL over ``index``, in eval mode, with fixed noise; and,
+    from the same pass, how the latent features are used (see :func:`usage_record`)."""
     module.eval()
     gen = torch.Generator(device=_device(module)).manual_seed(seed)
     sums = torch.zeros(3, dtype=torch.float64, device=_device(module))
+    usage = torch.zeros(3, module.config.n_latent, dtype=torch.float64, device=_device(module))
     for idx in index.split(batch_size):
-        sums += _sums(module.loss(data.take(idx), _rows(cov, idx), kl_weight, gen))
+        out = module.loss(data.take(idx), _rows(cov, idx), kl_weight, gen)
+        sums += _sums(out)
+        usage += usage_sums(out.posterior)
     loss, rec, kl = (sums / len(index)).tolist()
-    return {"loss": loss, "reconstruction": rec, "kl": kl}
+    return {"loss": loss, "reconstruction": rec, "kl": kl}, usage_record(usage, len(index))
 
 
 @torch.no_grad()
@@ -92,28 +97,28 @@ def latent_usage(
     cov: torch.Tensor | None,
     index: torch.Tensor,
     batch_size: int = 4096,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per latent feature: the mean KL(q(z_j | x) || N(0, 1)) over the rows ``index`` and the
-    variance over those rows of the posterior mean E_q[z_j | x], both (n_latent,) float64.
-
-    A feature whose posterior mean does not vary with x (variance <= ``ACTIVE_THRESHOLD``) is
-    inactive: posterior collapse, in Burda et al.'s (2016) sense.
-    """
+) -> dict[str, float]:
+    """:func:`usage_record` of the rows ``index``, from the encoder alone."""
     module.eval()
-    n_latent = module.config.n_latent
-    kl, first, second = (torch.zeros(n_latent, dtype=torch.float64) for _ in range(3))
+    usage = torch.zeros(3, module.config.n_latent, dtype=torch.float64, device=_device(module))
     for idx in index.split(batch_size):
-        qz = module.encode(data.take(idx), _rows(cov, idx))
-        mu, var = qz.loc.double().cpu(), qz.scale.double().cpu() ** 2
-        kl += (0.5 * (mu**2 + var - 1 - var.log())).sum(0)
-        first += mu.sum(0)
-        second += (mu**2).sum(0)
-    n = len(index)
-    return kl / n, (second / n - (first / n) ** 2).clamp(min=0)
+        usage += usage_sums(module.encode(data.take(idx), _rows(cov, idx)))
+    return usage_record(usage, len(index))
 
 
-def usage_record(kl: torch.Tensor, variance: torch.Tensor) -> dict[str, float]:
-    """History columns: ``active_units`` and ``kl_z0``, ``kl_z1``... (nats per sample)."""
+def usage_sums(qz: Normal) -> torch.Tensor:
+    """(3, n_latent) float64 batch sums of KL(q(z_j | x) || N(0, 1)), of E_q[z_j | x] and of
+    its square; they stay on the device until the epoch's record is made."""
+    mu, var = qz.loc.double(), qz.scale.double() ** 2
+    return torch.stack([(0.5 * (mu**2 + var - 1 - var.log())).sum(0), mu.sum(0), (mu**2).sum(0)])
+
+
+def usage_record(usage: torch.Tensor, n: int) -> dict[str, float]:
+    """History columns from :func:`_usage_sums` over ``n`` rows: ``active_units``, the features
+    whose posterior mean varies over the rows (variance > ``ACTIVE_THRESHOLD``; Burda et al.
+    2016: the others collapsed to the prior), and ``kl_z0``, ``kl_z1``... (nats per sample)."""
+    kl, first, second = (usage / n).cpu()
+    variance = (second - first**2).clamp(min=0)
     record = {"active_units": int((variance > ACTIVE_THRESHOLD).sum())}
     record.update({f"kl_z{j}": float(v) for j, v in enumerate(kl)})
     return record
@@ -153,7 +158,6 @@ def train(
     gen = torch.Generator().manual_seed(config.seed if config.seed is not None else 0)
     train_idx, val_idx = split_indices(len(data), config.validation_fraction, gen)
     stopping = config.early_stopping and len(val_idx) > 0
-    usage_idx = val_idx if len(val_idx) else train_idx[:DIAGNOSTIC_ROWS]
     opt = adam(module, config)
     result, best, best_state, stale = TrainResult(), float("inf"), None, 0
     start = time.perf_counter()
@@ -165,9 +169,11 @@ def train(
             **_fit_epoch(module, data, cov, train_idx, weight, opt, config, gen),
         }
         if len(val_idx):
-            val = evaluate(module, data, cov, val_idx, weight)
+            val, usage = evaluate(module, data, cov, val_idx, weight)
             record.update({f"val_{k}": v for k, v in val.items()})
-        record.update(usage_record(*latent_usage(module, data, cov, usage_idx)))
+        else:
+            usage = latent_usage(module, data, cov, train_idx[:DIAGNOSTIC_ROWS])
+        record.update(usage)
         record["kl_weight"] = weight
         record["seconds"] = time.perf_counter() - tic
         result.history.append(record)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
+from torch.distributions import Normal
 
 from vaekit.estimator import VAE
-from vaekit.train import ACTIVE_THRESHOLD
+from vaekit.train import usage_record, usage_sums
 
 
 def evaluate(
@@ -45,11 +47,14 @@ def evaluate(
 
 
 def latent_usage(model: VAE, X: Any, y: Any = None, *, layer: str | None = None) -> dict[str, Any]:
-    """``n_latent``, ``active_units`` and ``kl_per_feature`` (list, nats) of a model on X."""
+    """``n_latent``, ``active_units`` and ``kl_per_feature`` (list, nats) of a model on X, by
+    the rule training records in ``history_``."""
     mean, logvar = model.encode(X, y, layer=layer)
-    kl = 0.5 * (mean**2 + np.exp(logvar) - 1 - logvar)  # KL(N(mu, s^2) || N(0, 1)) per feature
+    qz = Normal(torch.from_numpy(mean), torch.from_numpy(np.exp(0.5 * logvar)))
+    record = usage_record(usage_sums(qz), len(mean))
+    n_latent = mean.shape[1]
     return {
-        "n_latent": int(mean.shape[1]),
-        "active_units": int((mean.var(0) > ACTIVE_THRESHOLD).sum()),
-        "kl_per_feature": [float(v) for v in kl.mean(0)],
+        "n_latent": int(n_latent),
+        "active_units": record["active_units"],
+        "kl_per_feature": [record[f"kl_z{j}"] for j in range(n_latent)],
     }

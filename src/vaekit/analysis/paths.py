@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vaekit.analysis.evaluation import latent_usage
 from vaekit.data.writers import image_grid
 from vaekit.estimator import VAE
 
@@ -388,16 +389,12 @@ def _feature_kl(
 ) -> tuple[np.ndarray | None, str]:
     """Mean KL per latent feature, (n_latent,), and what it was measured on."""
     if data is not None:
-        mu, logvar = model.encode(data, data_y)
-        source = "kl over data"
+        usage, source = latent_usage(model, data, data_y), "kl over data"
     elif x is not None:
-        mu, logvar = model.encode(_one_row(x), y)
-        source = "kl of the sample"
+        usage, source = latent_usage(model, _one_row(x), y), "kl of the sample"
     else:
         return None, "index"
-    # KL(N(mu, sigma^2) || N(0, 1)) per feature (Kingma & Welling 2014, appendix B).
-    kl = 0.5 * (mu.astype(float) ** 2 + np.exp(logvar) - 1.0 - logvar)
-    return kl.mean(axis=0), source
+    return np.asarray(usage["kl_per_feature"]), source
 
 
 def _one_row(v: Any) -> Any:
