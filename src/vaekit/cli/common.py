@@ -1,0 +1,76 @@
+"""What every command shares: the typer app, common arguments and small helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from vaekit._version import __version__
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Variational autoencoders for expression tables, single-cell counts, images and more.",
+)
+
+DATA = typer.Argument(..., help="Data file or folder (CSV/TSV, Parquet, .h5ad, 10x, images...).")
+MODEL = typer.Argument(..., help="A model folder written by `vaekit train`.")
+OUT = typer.Option(..., "-o", "--out", help="Where to write.")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress display.")
+TRANSPOSE = typer.Option(None, "--transpose", help="The file has genes as rows.")
+ANNOTATIONS = typer.Option(None, "--annotations", help="Sample annotation table (CSV/TSV).")
+LAYER = typer.Option(None, "--layer", help="AnnData layer to use instead of X.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vaekit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Train a VAE and use it: see `vaekit COMMAND --help`."""
+
+
+plot_app = typer.Typer(no_args_is_help=True, help="Figures of a model and data.")
+app.add_typer(plot_app, name="plot", rich_help_panel="Look inside a model")
+
+
+def read(
+    path: Path,
+    transpose: bool | None = None,
+    annotations: Path | None = None,
+    layer: str | None = None,
+) -> Any:
+    """Read DATA with only the reading options the user gave."""
+    from vaekit.data.readers import read as read_data
+
+    options = {"transpose": bool(transpose), "annotations": annotations, "layer": layer}
+    return read_data(path, **{k: v for k, v in options.items() if v})
+
+
+def status(quiet: bool, text: str):
+    """A spinner on stderr, only on a terminal and when not quiet."""
+    from contextlib import nullcontext
+
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return nullcontext() if quiet or not console.is_terminal else console.status(text)
+
+
+def conditions(model: Any) -> list[str] | None:
+    """A conditional model reads its conditions from the obs columns it was trained on."""
+    return None if model.covariates_ is None else [c.name for c in model.covariates_.columns]
+
+
+def jsonable(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()}

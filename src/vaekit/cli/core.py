@@ -1,0 +1,267 @@
+"""Commands that train a model and use it directly: train, encode, reconstruct, generate,
+evaluate, info and demo."""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+
+from vaekit.cli.common import (
+    ANNOTATIONS,
+    DATA,
+    LAYER,
+    MODEL,
+    OUT,
+    QUIET,
+    TRANSPOSE,
+    app,
+    conditions,
+    jsonable,
+    read,
+    status,
+)
+
+
+@app.command(rich_help_panel="Train and use a model")
+def train(
+    data: Path = DATA,
+    out: Path = OUT,
+    annotations: Path = ANNOTATIONS,
+    condition: str = typer.Option(None, help="Annotation column(s) to condition on, a,b."),
+    likelihood: str = typer.Option(
+        None, help="gaussian, bernoulli, continuous_bernoulli, poisson, nb or zinb."
+    ),
+    latent: int = typer.Option(None, help="Number of latent features."),
+    hidden: str = typer.Option(None, help="Hidden layer sizes, e.g. 400,200 ('' for none)."),
+    epochs: int = typer.Option(None),
+    batch_size: int = typer.Option(None, "--batch-size"),
+    lr: float = typer.Option(None, help="Adam learning rate."),
+    beta: float = typer.Option(None, help="KL weight (beta-VAE)."),
+    warmup: int = typer.Option(None, help="KL warm-up epochs."),
+    preset: str = typer.Option(None, help="Named settings: expression or tybalt."),
+    decoder: str = typer.Option(None, help="mlp, or linear (exact gene loadings, as LDVAE)."),
+    architecture: str = typer.Option(
+        None, help="mlp or conv (default: conv for images read as images, else mlp)."
+    ),
+    l1: float = typer.Option(None, "--l1", help="L1 penalty on the loadings (sparse features)."),
+    select: int = typer.Option(None, help="Keep the N most variable features (0: all)."),
+    select_by: str = typer.Option(None, "--select-by", help="variance or mad."),
+    scale: str = typer.Option(None, help="minmax, zscore, center or none."),
+    log1p: bool = typer.Option(None, "--log1p/--no-log1p", help="log(1 + x) first."),
+    normalize: bool = typer.Option(
+        None, "--normalize/--no-normalize", help="Library-size normalisation first."
+    ),
+    transpose: bool = TRANSPOSE,
+    layer: str = LAYER,
+    seed: int = typer.Option(None),
+    config: Path = typer.Option(None, "--config", help="YAML settings; flags override them."),
+    quiet: bool = QUIET,
+) -> None:
+    """Train a VAE on DATA and save it to a model folder."""
+    flags = {k: v for k, v in locals().items() if k not in ("data", "out", "config", "quiet")}
+    from vaekit import VAE
+    from vaekit.atomic import check_parent
+    from vaekit.settings import merge, read_options, read_settings, vae_arguments
+
+    settings = merge(read_settings(config), flags)
+    check_parent(out)
+    adata = read(data, **read_options(settings))
+    model = VAE(**vae_arguments(settings), verbose=not quiet)
+    y = settings["condition"].split(",") if settings.get("condition") else None
+    model.fit(adata, y)
+    command = shlex.join(["vaekit", *sys.argv[1:]])
+    model.save(
+        out,
+        metadata={
+            "command": command,
+            "settings": jsonable(settings),
+            "data": str(data),
+            "shape": list(adata.shape),
+        },
+    )
+    h = model.history_.iloc[model.best_epoch_]
+    val = f", validation loss {h['val_loss']:.3f}" if "val_loss" in h else ""
+    typer.echo(
+        f"trained on {adata.n_obs} samples x {adata.n_vars} features: "
+        f"{len(model.history_)} epochs in {model.training_seconds_:.1f} s, best epoch "
+        f"{model.best_epoch_}{val}"
+    )
+    typer.echo(f"saved the model to {out}/")
+
+
+@app.command(rich_help_panel="Train and use a model")
+def encode(
+    model_dir: Path = MODEL,
+    data: Path = DATA,
+    out: Path = OUT,
+    transpose: bool = TRANSPOSE,
+    annotations: Path = ANNOTATIONS,
+    layer: str = LAYER,
+) -> None:
+    """Latent coordinates (posterior means) of DATA, keyed by sample ID.
+
+    For .h5ad input, OUT is a copy of the file with obsm["X_vaekit"].
+    """
+    import vaekit
+    from vaekit.data.writers import check_output, write_h5ad, write_table
+
+    h5ad = str(data).endswith(".h5ad")
+    check_output(out, (".h5ad",) if h5ad else None)
+    model = vaekit.load(model_dir)
+    adata = read(data, transpose, annotations, layer)
+    latent = model.transform(adata, conditions(model))
+    if h5ad:
+        adata.obsm["X_vaekit"] = latent
+        write_h5ad(adata, out)
+    else:
+        import pandas as pd
+
+        write_table(
+            pd.DataFrame(latent, index=adata.obs_names, columns=model.get_feature_names_out()), out
+        )
+    typer.echo(f"wrote {latent.shape[1]} latent features of {latent.shape[0]} samples to {out}")
+
+
+@app.command(rich_help_panel="Train and use a model")
+def reconstruct(
+    model_dir: Path = MODEL,
+    data: Path = DATA,
+    out: Path = OUT,
+    transpose: bool = TRANSPOSE,
+    annotations: Path = ANNOTATIONS,
+    layer: str = LAYER,
+) -> None:
+    """Expected reconstructions of DATA (in the model's preprocessed feature space)."""
+    import vaekit
+    from vaekit.data.writers import check_output, write_table
+
+    check_output(out)
+    model = vaekit.load(model_dir)
+    adata = read(data, transpose, annotations, layer)
+    rec = model.reconstruct(adata, conditions(model))
+    write_table(rec, out)
+    typer.echo(
+        f"wrote reconstructions of {rec.shape[0]} samples x {rec.shape[1]} features to {out}"
+    )
+
+
+@app.command(rich_help_panel="Train and use a model")
+def generate(
+    model_dir: Path = MODEL,
+    n: int = typer.Option(16, "-n", help="Samples (per class, for a label-conditioned model)."),
+    condition: str = typer.Option(None, "--condition", help="The condition, e.g. a label."),
+    out: Path = OUT,
+    seed: int = typer.Option(0),
+    mean: bool = typer.Option(False, "--mean", help="Decoder means instead of draws."),
+) -> None:
+    """New samples from the prior: a PNG grid for image models (OUT.png), else a table."""
+    import pandas as pd
+
+    import vaekit
+    from vaekit.analysis import generate as generate_samples
+    from vaekit.data.writers import check_output, image_grid, write_png, write_table
+
+    model = vaekit.load(model_dir)
+    png = model.image_shape_ is not None and str(out).lower().endswith(".png")
+    check_output(out, (".png",) if png else None)
+    result = generate_samples(model, n, condition, seed=seed, mean=mean)
+    if png:
+        per_class = result.conditions is not None and condition is None  # a row per class
+        n_cols = n if per_class else math.ceil(math.sqrt(len(result.samples)))
+        picture = image_grid(result.samples, model.image_shape_, n_cols=n_cols)
+        write_png(picture, out, scale=2)
+    else:
+        table = pd.DataFrame(
+            result.samples,
+            columns=model.features_,
+            index=[f"sample_{i}" for i in range(len(result.samples))],
+        )
+        if result.conditions is not None:
+            table.insert(0, "condition", result.conditions)
+        write_table(table, out)
+    typer.echo(f"wrote {len(result.samples)} samples to {out}")
+
+
+@app.command(rich_help_panel="Train and use a model")
+def evaluate(
+    model_dir: Path = MODEL,
+    data: Path = DATA,
+    importance_samples: int = typer.Option(
+        1000, "--importance-samples", "-k", help="Draws for log p(x) (0 to skip)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    transpose: bool = TRANSPOSE,
+    annotations: Path = ANNOTATIONS,
+    layer: str = LAYER,
+    quiet: bool = QUIET,
+) -> None:
+    """ELBO, reconstruction, KL and importance-sampled log-likelihood of DATA, per sample; and
+    how many latent features are active, with the KL of each."""
+    import vaekit
+    from vaekit.analysis import evaluate as evaluate_model
+
+    model = vaekit.load(model_dir)
+    adata = read(data, transpose, annotations, layer)
+    with status(quiet or as_json, f"evaluating {adata.n_obs} samples..."):
+        result = evaluate_model(
+            model, adata, conditions(model), importance_samples=importance_samples
+        )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    kl = result.pop("kl_per_feature")
+    typer.echo(f"{adata.n_obs} samples, nats per sample:")
+    for key, value in result.items():
+        typer.echo(
+            f"  {key:>20}: {value:.4f}" if isinstance(value, float) else f"  {key:>20}: {value}"
+        )
+    order = sorted(range(len(kl)), key=lambda j: -kl[j])
+    typer.echo("  KL per latent feature, most used first:")
+    typer.echo("    " + ", ".join(f"z{j} {kl[j]:.2f}" for j in order))
+
+
+@app.command(rich_help_panel="Train and use a model")
+def info(model_dir: Path = MODEL) -> None:
+    """What a model folder holds: data, architecture, preprocessing and training."""
+    import vaekit
+
+    model = vaekit.load(model_dir)
+    s, h = model.settings_, model.history_
+    lines = {
+        "features in / modelled": f"{model.n_features_in_} / {len(model.features_)}",
+        "likelihood": s["likelihood"],
+        "latent features": s["n_latent"],
+        "architecture": model.module_.config.architecture,
+        "hidden layers": f"{tuple(s['hidden'])} (decoder {model.module_.config.decoder_layers})",
+        "preset": s.get("preset") or model.preset or "-",
+        "preprocess": ", ".join(f"{p['name']}" for p in model.preprocessor_.to_config()) or "-",
+        "conditions": "-"
+        if model.covariates_ is None
+        else ", ".join(f"{c.name} ({c.kind})" for c in model.covariates_.columns),
+        "image shape": model.image_shape_ or "-",
+        "epochs trained / best": f"{len(h)} / {model.best_epoch_}",
+        "training seconds": f"{model.training_seconds_:.1f}",
+        "command": model.metadata_.get("command", "-"),
+    }
+    for key, value in lines.items():
+        typer.echo(f"{key:>24}: {value}")
+
+
+@app.command(rich_help_panel="Train and use a model")
+def demo(
+    out: Path = typer.Option(Path("vaekit-demo"), "-o", "--out", help="Folder to write into."),
+    epochs: int = typer.Option(200, help="Most epochs to train (early stopping may end sooner)."),
+    quiet: bool = QUIET,
+) -> None:
+    """Train a conditional VAE on scikit-learn's 8x8 digits and write what it produced."""
+    from vaekit.demo import run_demo
+
+    result = run_demo(out, epochs=epochs, verbose=not quiet)
+    for key, value in result.summary.items():
+        typer.echo(f"{key:>32}: {value}")
+    typer.echo(f"\nwrote the model, latent coordinates, summary and figures to {result.folder}/")
