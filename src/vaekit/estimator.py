@@ -457,6 +457,58 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
         return traverse(self, x, features, **kw)
 
+    # ------------------------------------------------------------------ anomalies
+    def anomaly_score(
+        self,
+        X: Any,
+        y: Any = None,
+        method: str = "elbo",
+        *,
+        layer: str | None = None,
+        n_samples: int | None = None,
+        seed: int = 0,
+    ) -> np.ndarray:
+        """Per-sample anomaly scores, higher = more anomalous: ``"elbo"`` (-ELBO), ``"iwae"``
+        (-log p(x), importance-sampled) or ``"reconstruction"`` (-E_q log p(x|z), An & Cho
+        2015); see :func:`vaekit.analysis.anomaly.anomaly_score`."""
+        from vaekit.analysis.anomaly import anomaly_score
+
+        return anomaly_score(self, X, y, method, layer=layer, n_samples=n_samples, seed=seed)
+
+    def calibrate(
+        self,
+        X_control: Any,
+        y: Any = None,
+        fpr: float = 0.05,
+        method: str = "elbo",
+        *,
+        layer: str | None = None,
+        n_samples: int | None = None,
+    ) -> VAE:
+        """Set ``calibration_`` from control samples held out from training, so that
+        :meth:`is_anomaly` flags a share ``fpr`` of such samples; returns self."""
+        from vaekit.analysis.anomaly import calibrate
+
+        self.calibration_ = calibrate(
+            self, X_control, y, fpr=fpr, method=method, layer=layer, n_samples=n_samples
+        )
+        return self
+
+    def is_anomaly(self, X: Any, y: Any = None, *, layer: str | None = None) -> np.ndarray:
+        """Boolean flags: score above the threshold set by :meth:`calibrate`."""
+        check_is_fitted(self, "calibration_", msg="call calibrate(X_control) before is_anomaly")
+        cal = self.calibration_
+        return cal.flags(self.anomaly_score(X, y, cal.method, layer=layer, n_samples=cal.n_samples))
+
+    def anomaly_contributions(
+        self, X: Any, y: Any = None, *, layer: str | None = None, n_samples: int = 10, seed: int = 0
+    ) -> pd.DataFrame:
+        """Per sample and feature, -E_q log p(x_j | z): which genes or pixels make a sample
+        anomalous; see :func:`vaekit.analysis.anomaly.contributions`."""
+        from vaekit.analysis.anomaly import contributions
+
+        return contributions(self, X, y, layer=layer, n_samples=n_samples, seed=seed)
+
     # ------------------------------------------------------------------ interpretation
     @torch.no_grad()
     def loadings(
