@@ -23,8 +23,8 @@ def test_kl_weight_reaches_the_loss_at_every_epoch(digits, monkeypatch):
     seen: list[tuple[float, float]] = []
     original = VAEModule.loss
 
-    def spy(self, x, c=None, kl_weight=1.0, generator=None):
-        out = original(self, x, c, kl_weight, generator)
+    def spy(self, x, c=None, kl_weight=1.0, generator=None, iw_samples=1):
+        out = original(self, x, c, kl_weight, generator, iw_samples)
         if self.training:  # the loss that is backpropagated
             recomputed = (out.reconstruction + kl_weight * out.kl).mean()
             seen.append((kl_weight, float((out.loss - recomputed).detach())))
@@ -202,3 +202,65 @@ def test_evaluate_reports_latent_usage(fitted, digits) -> None:
     assert result["n_latent"] == 8 and 0 <= result["active_units"] <= 8
     assert len(result["kl_per_feature"]) == 8
     assert sum(result["kl_per_feature"]) == pytest.approx(result["kl"], rel=0.05)
+
+
+def test_importance_weighted_loss_is_the_iwae_bound(fitted, digits) -> None:
+    """The training bound with k draws is the importance-sampled log p(x) estimate with the
+    same draws, and lies above the ELBO; with kl_weight = 0 it is log mean_k p(x | z_k)."""
+    module = fitted.module_.eval()
+    x = torch.as_tensor(digits[1][:20])
+    with torch.no_grad():
+        out = module.loss(x, generator=torch.Generator().manual_seed(3), iw_samples=50)
+        ll = module.log_likelihood(x, n_samples=50, generator=torch.Generator().manual_seed(3))
+        elbo = torch.stack(
+            [module.loss(x, generator=torch.Generator().manual_seed(s)).elbo for s in range(50)]
+        ).mean(0)
+        tempered = module.loss(x, None, 0.0, torch.Generator().manual_seed(3), iw_samples=50)
+    assert float(out.loss) == pytest.approx(-float(ll.mean()), rel=1e-5)
+    assert float(ll.mean()) > float(elbo.mean()) + 0.1
+    # with kl_weight 0: log mean_k exp(-reconstruction_k), at least the mean reconstruction
+    assert float(tempered.loss) <= float(out.reconstruction.mean()) + 1e-4
+
+
+def test_iwae_training_reaches_a_higher_log_likelihood(digits) -> None:
+    X_train, X_test = digits[0], digits[1]
+    common = dict(n_latent=8, likelihood="bernoulli", epochs=40, lr=2e-3, seed=0, verbose=False)
+    elbo = vaekit.VAE(**common).fit(X_train)
+    iwae = vaekit.VAE(iw_samples=5, **common).fit(X_train)
+    ll_elbo = elbo.log_likelihood(X_test, n_samples=200).mean()
+    ll_iwae = iwae.log_likelihood(X_test, n_samples=200).mean()
+    assert ll_iwae > ll_elbo
+    # the validation loss it monitors is the k = 5 bound, at most the one-draw ELBO's loss
+    last = iwae.history_.iloc[-1]
+    assert last["val_loss"] <= last["val_reconstruction"] + last["val_kl"]
+
+
+def test_learning_rate_halves_on_a_plateau_and_training_stops_on_time(digits) -> None:
+    model = vaekit.VAE(
+        n_latent=4,
+        likelihood="bernoulli",
+        epochs=60,
+        lr=1e-2,
+        lr_patience=1,
+        patience=50,
+        seed=0,
+        verbose=False,
+    ).fit(digits[0][:300])
+    lr = model.history_["lr"].to_numpy()
+    assert lr[0] == pytest.approx(1e-2)
+    assert (np.diff(lr) <= 0).all() and lr[-1] < 1e-2  # only cuts, and at least one
+    cut = np.diff(lr) < 0
+    new, old = lr[1:][cut], lr[:-1][cut]
+    floor = 1e-2 * 0.01  # halving stops at 1% of the initial rate
+    assert new.min() == pytest.approx(floor)
+    assert new[new > floor] / old[new > floor] == pytest.approx(0.5)
+    timed = vaekit.VAE(n_latent=4, epochs=50, max_minutes=1e-9, seed=0, verbose=False)
+    assert len(timed.fit(digits[0][:300]).history_) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("iw_samples", 0), ("lr_patience", 0), ("max_minutes", -1.0)]
+)
+def test_bad_schedule_settings_are_refused(digits, name, value) -> None:
+    with pytest.raises(ValueError, match=name):
+        vaekit.VAE(epochs=1, verbose=False, **{name: value}).fit(digits[0][:50])

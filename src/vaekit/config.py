@@ -135,6 +135,9 @@ class TrainConfig:
     patience: int = 10
     grad_clip: float | None = None
     loadings_l1: float = 0.0
+    iw_samples: int = 1
+    lr_patience: int | None = None
+    max_minutes: float | None = None
     seed: int | None = None
 
     def kl_weight(self, epoch: int) -> float:

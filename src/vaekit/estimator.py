@@ -87,6 +87,15 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     loadings_l1 : float [0.0]
         L1 penalty on the decoder's weights from z, added to each minibatch's loss: sparse
         loadings, so that a factor carried by few genes gets a latent feature of its own.
+    iw_samples : int [1]
+        Train on the importance-weighted bound with this many posterior draws per sample
+        (IWAE, Burda et al. 2016) instead of the ELBO: a higher log-likelihood for about
+        ``iw_samples`` times the decoder's work.
+    lr_patience : int [None]
+        Halve the learning rate when the validation loss has not improved for this many
+        epochs after the warm-up (None: a constant rate).
+    max_minutes : float [None]
+        End training after the epoch that crosses this many minutes.
     seed : int or None
         Two fits with the same seed on the same machine give identical weights.
     device : str
@@ -103,7 +112,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     features_ : list of str
         The features the decoder models (after feature selection).
     history_ : pandas.DataFrame
-        Per epoch: train_/val_ loss, reconstruction and KL, kl_weight, seconds.
+        Per epoch: train_/val_ loss, reconstruction and KL, kl_weight, lr, seconds, active_units
+        and the KL of each latent feature (kl_z0, ...).
     best_epoch_ : int
     n_features_in_ : int
     feature_names_in_ : ndarray of str
@@ -149,6 +159,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         patience: int | None = None,
         grad_clip: float | None = None,
         loadings_l1: float | None = None,
+        iw_samples: int | None = None,
+        lr_patience: int | None = None,
+        max_minutes: float | None = None,
         seed: int | None = None,
         device: str = "cpu",
         verbose: bool = True,
@@ -177,6 +190,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.patience = patience
         self.grad_clip = grad_clip
         self.loadings_l1 = loadings_l1
+        self.iw_samples = iw_samples
+        self.lr_patience = lr_patience
+        self.max_minutes = max_minutes
         self.seed = seed
         self.device = device
         self.verbose = verbose

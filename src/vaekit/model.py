@@ -25,7 +25,8 @@ class LossOutput:
     Attributes
     ----------
     loss : Tensor
-        Scalar that is optimised: mean over the batch of reconstruction + kl_weight * kl.
+        Scalar that is optimised: mean over the batch of reconstruction + kl_weight * kl, or
+        the negative importance-weighted bound (see :meth:`VAEModule.loss`).
     reconstruction : Tensor
         (B,) -log p(x | z), one z per sample, in nats.
     kl : Tensor
@@ -130,13 +131,41 @@ class VAEModule(nn.Module):
         c: torch.Tensor | None = None,
         kl_weight: float = 1.0,
         generator: torch.Generator | None = None,
+        iw_samples: int = 1,
     ) -> LossOutput:
-        """Reconstruction + kl_weight * KL, averaged over the batch."""
+        """The negative ELBO, reconstruction + kl_weight * KL, averaged over the batch; with
+        ``iw_samples`` = k > 1, the negative importance-weighted bound of Burda et al. (2016)
+        instead (``reconstruction`` is then the mean over the k draws)."""
+        if iw_samples > 1:
+            return self._iw_loss(x, c, kl_weight, generator, iw_samples)
         qz, _, px = self(x, c, generator)
         reconstruction = -px.log_prob(x).sum(-1)
         kl = kl_divergence(qz, Normal(torch.zeros_like(qz.loc), torch.ones_like(qz.scale))).sum(-1)
         loss = (reconstruction + kl_weight * kl).mean()
         return LossOutput(loss, reconstruction, kl, kl_weight, qz)
+
+    def _iw_loss(
+        self,
+        x: torch.Tensor,
+        c: torch.Tensor | None,
+        kl_weight: float,
+        generator: torch.Generator | None,
+        k: int,
+    ) -> LossOutput:
+        """-log mean_k w_k with log w = log p(x|z) + kl_weight * (log p(z) - log q(z|x)): the
+        tighter bound trains a decoder with a higher log p(x) and an encoder whose posterior
+        need not cover only one mode (Burda et al. 2016). kl_weight < 1 tempers the bound
+        during a warm-up, as it does the ELBO."""
+        qz = self.encode(x, c)
+        n = len(x)
+        eps = torch.randn((k, *qz.loc.shape), generator=generator, device=x.device)
+        z = qz.loc + qz.scale * eps  # (k, B, L)
+        px = self.decode(z.reshape(k * n, -1), _repeat(c, k), _repeat(self.library(x), k))
+        log_px = px.log_prob(x.repeat(k, 1)).sum(-1).view(k, n)
+        log_ratio = (qz.log_prob(z) - Normal(0.0, 1.0).log_prob(z)).sum(-1)  # (k, B)
+        bound = torch.logsumexp(log_px - kl_weight * log_ratio, dim=0) - math.log(k)
+        kl = kl_divergence(qz, Normal(torch.zeros_like(qz.loc), torch.ones_like(qz.scale)))
+        return LossOutput(-bound.mean(), -log_px.mean(0), kl.sum(-1), kl_weight, qz)
 
     @torch.no_grad()
     def log_likelihood(

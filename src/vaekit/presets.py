@@ -69,6 +69,9 @@ DEFAULTS: dict[str, Any] = {
     "patience": 10,
     "grad_clip": None,
     "loadings_l1": 0.0,
+    "iw_samples": 1,
+    "lr_patience": None,  # keep the learning rate
+    "max_minutes": None,  # no time limit
     "preprocess": (),
 }
 
@@ -117,6 +120,10 @@ def check_settings(s: dict[str, Any]) -> None:
         "batch_size": _is_int(s["batch_size"], 1),
         "patience": _is_int(s["patience"], 1),
         "kl_warmup": _is_int(s["kl_warmup"], 0),
+        "iw_samples": _is_int(s["iw_samples"], 1),
+        "lr_patience": s["lr_patience"] is None or _is_int(s["lr_patience"], 1),
+        "max_minutes": s["max_minutes"] is None
+        or (_is_number(s["max_minutes"]) and s["max_minutes"] > 0),
         "lr": _is_number(s["lr"]) and s["lr"] > 0,
         "beta": _is_number(s["beta"]) and s["beta"] >= 0,
         "weight_decay": _is_number(s["weight_decay"]) and s["weight_decay"] >= 0,
@@ -140,6 +147,8 @@ def check_settings(s: dict[str, Any]) -> None:
         "grad_clip": "a number > 0 or None",
         "hidden": "a tuple of positive integers",
         "kl_warmup": "an integer >= 0",
+        "lr_patience": "a positive integer or None",
+        "max_minutes": "a number > 0 or None",
         "decoder": f"one of {list(DECODERS)}",
         "architecture": f"None (auto) or one of {list(ARCHITECTURES)}",
     }

@@ -29,6 +29,9 @@ MODEL_KEYS = {
     "decoder": "decoder",
     "architecture": "architecture",
     "l1": "loadings_l1",
+    "iw_samples": "iw_samples",
+    "lr_patience": "lr_patience",
+    "max_minutes": "max_minutes",
     "seed": "seed",
 }
 PREPROCESS_KEYS = ("normalize", "log1p", "select", "select_by", "scale")

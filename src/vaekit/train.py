@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -35,6 +36,8 @@ class PosteriorCollapseWarning(UserWarning):
 # Burda et al. 2016: unit u is active when Cov_x(E_q[z_u | x]) > 0.01.
 ACTIVE_THRESHOLD = 0.01
 DIAGNOSTIC_ROWS = 10_000  # rows that measure latent usage when there is no validation split
+LR_FACTOR = 0.5  # learning-rate cut on a plateau (lr_patience)
+MIN_LR_SHARE = 0.01  # ... down to this share of the initial rate
 
 
 @dataclass
@@ -75,6 +78,7 @@ def evaluate(
     kl_weight: float,
     batch_size: int = 4096,
     seed: int = 0,
+    iw_samples: int = 1,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Mean loss, reconstruction and KL over ``index``, in eval mode, with fixed noise; and,
     from the same pass, how the latent features are used (see :func:`usage_record`)."""
@@ -83,7 +87,7 @@ def evaluate(
     sums = torch.zeros(3, dtype=torch.float64, device=_device(module))
     usage = torch.zeros(3, module.config.n_latent, dtype=torch.float64, device=_device(module))
     for idx in index.split(batch_size):
-        out = module.loss(data.take(idx), _rows(cov, idx), kl_weight, gen)
+        out = module.loss(data.take(idx), _rows(cov, idx), kl_weight, gen, iw_samples)
         sums += _sums(out)
         usage += usage_sums(out.posterior)
     loss, rec, kl = (sums / len(index)).tolist()
@@ -151,14 +155,17 @@ def train(
     TrainResult
         ``history`` holds, per epoch: train_/val_ loss, reconstruction and kl, kl_weight,
         seconds, ``active_units`` and the KL of each latent feature ``kl_z0``... (measured on
-        the validation rows, else on up to 10,000 training rows). The monitored quantity is
-        the validation reconstruction + beta * KL, which does not move with the warm-up;
-        patience only counts once the warm-up is over.
+        the validation rows, else on up to 10,000 training rows) and ``lr``. The monitored
+        quantity, ``val_loss``, is measured at the full KL weight ``beta``, so that it does
+        not move with the warm-up; patience (``patience`` for stopping, ``lr_patience`` for
+        halving the learning rate) only counts once the warm-up is over. Training also ends
+        after ``max_minutes``, at the end of the epoch that crosses it.
     """
     gen = torch.Generator().manual_seed(config.seed if config.seed is not None else 0)
     train_idx, val_idx = split_indices(len(data), config.validation_fraction, gen)
     stopping = config.early_stopping and len(val_idx) > 0
     opt = adam(module, config)
+    plateau = _plateau(opt, config) if len(val_idx) else None
     result, best, best_state, stale = TrainResult(), float("inf"), None, 0
     start = time.perf_counter()
     for epoch in range(config.epochs):
@@ -169,24 +176,30 @@ def train(
             **_fit_epoch(module, data, cov, train_idx, weight, opt, config, gen),
         }
         if len(val_idx):
-            val, usage = evaluate(module, data, cov, val_idx, weight)
+            # At the full KL weight, so that epochs compare across the warm-up.
+            val, usage = evaluate(
+                module, data, cov, val_idx, config.beta, iw_samples=config.iw_samples
+            )
             record.update({f"val_{k}": v for k, v in val.items()})
         else:
             usage = latent_usage(module, data, cov, train_idx[:DIAGNOSTIC_ROWS])
         record.update(usage)
         record["kl_weight"] = weight
+        record["lr"] = opt.param_groups[0]["lr"]
         record["seconds"] = time.perf_counter() - tic
         result.history.append(record)
         if callback is not None:
             callback(epoch, record)
-        if not stopping:
-            continue
-        score = _monitored(record, config.beta)
-        if score < best:
-            best, best_state, result.best_epoch, stale = score, _snapshot(module), epoch, 0
-        elif epoch >= config.kl_warmup:
-            stale += 1
-        if stale >= config.patience:
+        if plateau is not None and epoch >= config.kl_warmup:
+            plateau.step(record["val_loss"])
+        out_of_time = _minutes(start) >= (config.max_minutes or math.inf)
+        if stopping:
+            score = record["val_loss"]
+            if score < best:
+                best, best_state, result.best_epoch, stale = score, _snapshot(module), epoch, 0
+            elif epoch >= config.kl_warmup:
+                stale += 1
+        if out_of_time or (stopping and stale >= config.patience):
             break
     if best_state is not None:
         module.load_state_dict(best_state)
@@ -236,7 +249,7 @@ def _fit_epoch(
     # Sums stay on the device: a copy to the host every step would stall a GPU.
     sums, count = torch.zeros(3, dtype=torch.float64, device=_device(module)), 0
     for idx in minibatches(index, config.batch_size, gen):
-        out = module.loss(data.take(idx), _rows(cov, idx), kl_weight)
+        out = module.loss(data.take(idx), _rows(cov, idx), kl_weight, iw_samples=config.iw_samples)
         opt.zero_grad(set_to_none=True)
         loss = out.loss
         if config.loadings_l1 > 0:
@@ -265,8 +278,20 @@ def _sums(out: LossOutput) -> torch.Tensor:
     return torch.stack([out.loss * n, out.reconstruction.sum(), out.kl.sum()]).double()
 
 
-def _monitored(record: dict[str, float], beta: float) -> float:
-    return record["val_reconstruction"] + beta * record["val_kl"]
+def _plateau(
+    opt: torch.optim.Optimizer, config: TrainConfig
+) -> torch.optim.lr_scheduler.ReduceLROnPlateau | None:
+    """Halve the learning rate when the validation loss has not improved for ``lr_patience``
+    epochs: Adam's late steps then settle into a minimum instead of jittering around it."""
+    if config.lr_patience is None:
+        return None
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, factor=LR_FACTOR, patience=config.lr_patience, min_lr=config.lr * MIN_LR_SHARE
+    )
+
+
+def _minutes(start: float) -> float:
+    return (time.perf_counter() - start) / 60
 
 
 def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:

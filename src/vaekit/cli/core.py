@@ -49,6 +49,13 @@ def train(
         None, help="mlp or conv (default: conv for images read as images, else mlp)."
     ),
     l1: float = typer.Option(None, "--l1", help="L1 penalty on the loadings (sparse features)."),
+    iw_samples: int = typer.Option(
+        None, "--iw-samples", help="Train on the importance-weighted bound (IWAE) with K draws."
+    ),
+    lr_patience: int = typer.Option(
+        None, "--lr-patience", help="Halve the learning rate after N epochs without progress."
+    ),
+    max_minutes: float = typer.Option(None, "--max-minutes", help="Stop training after M min."),
     select: int = typer.Option(None, help="Keep the N most variable features (0: all)."),
     select_by: str = typer.Option(None, "--select-by", help="variance or mad."),
     scale: str = typer.Option(None, help="minmax, zscore, center or none."),
