@@ -265,8 +265,9 @@ def test_demo_writes_its_outputs_and_names_the_folder(tmp_path, capsys):
     folder = tmp_path / "d"
     assert str(folder) in out
     names = sorted(p.name for p in folder.iterdir())
-    assert names == ["latent_test.tsv", "model", "reconstructions.png", "samples.png",
-                     "summary.json"]
+    assert names == ["latent_test.tsv", "model", "reconstructions.png", "report.html",
+                     "samples.png", "summary.json"]
+    assert f"report: {folder / 'report.html'}" in out
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["epochs_trained"] == 5
     assert summary["test_log_likelihood_nats_k1000"] >= summary["test_elbo_nats"] - 1.0

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from vaekit.cli import core, explore  # noqa: F401 - registers the commands
+from vaekit.cli import core, explore, report  # noqa: F401 - registers the commands
 from vaekit.cli.common import app
 
 __all__ = ["app", "main"]

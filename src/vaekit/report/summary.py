@@ -1,0 +1,181 @@
+"""The report's numbers: which rows are held out, the model's ELBO and log-likelihood on them,
+and the summary table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaekit._version import __version__
+from vaekit.analysis.evaluation import evaluate
+from vaekit.estimator import VAE
+from vaekit.plot import _data
+from vaekit.train import split_indices
+
+TIMES, MINUS = "\u00d7", "\u2212"
+
+
+@dataclass
+class HeldOut:
+    """Rows of DATA to evaluate on and, in words, what they are."""
+
+    rows: np.ndarray
+    description: str
+
+
+def is_training_data(model: VAE, n: int, n_features: int) -> bool:
+    """Whether DATA has the shape of the data the command line trained the model on (a model
+    trained from Python does not record it)."""
+    shape = (getattr(model, "metadata_", None) or {}).get("shape")
+    return shape is not None and list(shape) == [n, n_features]
+
+
+def validation_rows(model: VAE, n: int) -> np.ndarray:
+    """The rows that training held out for validation, recovered as :func:`vaekit.train.train`
+    drew them: the same permutation, from a generator seeded with the model's seed."""
+    generator = torch.Generator().manual_seed(model.seed_ if model.seed_ is not None else 0)
+    _, validation = split_indices(n, model.settings_["validation_fraction"], generator)
+    return np.sort(validation.numpy())
+
+
+def held_out(
+    model: VAE,
+    n: int,
+    n_features: int,
+    training_data: bool | None = None,
+    most: int | None = None,
+    seed: int = 0,
+    data_name: str | None = None,
+) -> HeldOut:
+    """The rows to report held-out numbers on.
+
+    Parameters
+    ----------
+    model : VAE
+    n, n_features : int
+        Shape of DATA.
+    training_data : bool, optional
+        Whether DATA is the data the model was trained on, in the same order: then its
+        validation rows are used. By default, when DATA has the shape recorded by
+        ``vaekit train``.
+    most : int, optional
+        Rows at most (a seeded random subset beyond).
+    seed : int
+    data_name : str, optional
+        What DATA is, for the description.
+    """
+    if training_data is None:
+        training_data = is_training_data(model, n, n_features)
+    if not training_data:
+        rows, text = np.arange(n), f"{data_name or 'DATA as given'} ({n:,} samples)"
+    else:
+        rows = validation_rows(model, n)
+        text = f"the {len(rows):,} validation samples held out in training (from its seed)"
+        if len(rows) == 0:
+            rows = np.arange(n)
+            text = f"the {n:,} training samples (training held none out: optimistic numbers)"
+    if most is not None and len(rows) > most:
+        rows = rows[_data.subsample(len(rows), most, seed)]
+        text += f", a random {most:,} of them"
+    return HeldOut(rows, text)
+
+
+def numbers(
+    model: VAE, X: Any, y: Any, rows: HeldOut, importance_samples: int, layer: str | None
+) -> dict[str, Any]:
+    """The model's numbers for the summary: :func:`vaekit.analysis.evaluate` on the held-out
+    rows, and what the model records of its training."""
+    result = evaluate(
+        model,
+        _data.take_rows(X, rows.rows),
+        _data.take_conditions(y, rows.rows),
+        layer=layer,
+        importance_samples=importance_samples,
+    )
+    history = model.history_
+    return {
+        **result,
+        "evaluated_on": rows.description,
+        "likelihood": model.settings_["likelihood"],
+        "epochs": len(history),
+        "best_epoch": int(model.best_epoch_),
+        "training_seconds": float(model.training_seconds_),
+        "command": (getattr(model, "metadata_", None) or {}).get("command"),
+        "version": __version__,
+    }
+
+
+def _architecture(model: VAE) -> str:
+    config = model.module_.config
+    hidden = ", ".join(str(h) for h in model.settings_["hidden"]) or "none"
+    decoder = model.settings_.get("decoder") or "mlp"
+    decoder = "" if decoder == "mlp" else f", {decoder} decoder"
+    return f"{config.architecture}, hidden layers ({hidden}){decoder}"
+
+
+def _preprocessing(model: VAE) -> str:
+    """The steps with their settings, e.g. ``log1p(base=2), select_variable(n=1000, ...)``."""
+    texts = []
+    for step in model.preprocessor_.to_config():
+        options = ", ".join(f"{k}={v}" for k, v in step.items() if k != "name" and v is not None)
+        texts.append(f"{step['name']}({options})" if options else step["name"])
+    return ", ".join(texts) or "none"
+
+
+def _conditions(model: VAE) -> str:
+    if model.covariates_ is None:
+        return "none"
+    return ", ".join(f"{c.name} ({c.kind})" for c in model.covariates_.columns)
+
+
+def _data_text(model: VAE, n: int, n_features: int, image: tuple | None) -> str:
+    text = f"{n:,} samples {TIMES} {n_features:,} features"
+    if image is not None:
+        text += f" (images {f' {TIMES} '.join(str(v) for v in image)})"
+    if len(model.features_) != n_features:
+        text += f"; {len(model.features_):,} modelled after preprocessing"
+    return text
+
+
+def summary_rows(
+    model: VAE, values: dict[str, Any], n: int, n_features: int, image: tuple | None
+) -> list[tuple[str, str, str]]:
+    """(key, label, text) rows of the summary table, in reading order."""
+    ll = values.get("log_likelihood")
+    k = values.get("importance_samples")
+    command = values["command"]
+    rows = [
+        ("data", "Data", _data_text(model, n, n_features, image)),
+        ("likelihood", "Likelihood", values["likelihood"]),
+        ("n_latent", "Latent features", str(values["n_latent"])),
+        ("architecture", "Architecture", _architecture(model)),
+        ("preprocess", "Preprocessing", _preprocessing(model)),
+        ("conditions", "Conditions", _conditions(model)),
+        ("annotations", "Annotations", ", ".join(values["annotations"]) or "none"),
+        ("epochs", "Epochs trained / best", f"{values['epochs']} / {values['best_epoch']}"),
+        ("evaluated_on", "Held-out numbers on", values["evaluated_on"]),
+        (
+            "elbo",
+            "ELBO",
+            f"{values['elbo']:.2f} nats per sample = E_q log p(x|z) "
+            f"{-values['reconstruction']:.2f} {MINUS} KL {values['kl']:.2f}",
+        ),
+    ]
+    if ll is not None:
+        rows.append(("log_likelihood", f"log p(x), IWAE with k = {k}", f"{ll:.2f} nats per sample"))
+    rows += [
+        (
+            "active_units",
+            "Active latent features",
+            f"{values['active_units']} of {values['n_latent']}",
+        ),
+        ("training_seconds", "Training time", f"{values['training_seconds']:.1f} s"),
+        ("version", "vaekit", values["version"]),
+        ("command", "Trained by", command)
+        if command
+        else ("trained_by", "Trained by", "Python (no command recorded)"),
+    ]
+    return rows
