@@ -3,12 +3,16 @@
 ``config.json`` holds the architecture, the parameters and settings, feature names, the
 preprocessing and condition encodings and the training history; ``weights.safetensors`` holds
 the module's weights and the preprocessing steps' fitted arrays (prefixed ``preprocess.``).
+An anomaly-score calibration (``calibration_``), when the model has one, is stored in
+``config.json`` under ``calibration``; folders written without it load as uncalibrated models.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +20,7 @@ import pandas as pd
 import torch
 
 from vaekit import persist
+from vaekit.atomic import atomic_file
 from vaekit.config import ModelConfig
 from vaekit.covariates import CovariateEncoder
 from vaekit.data.preprocess import Preprocessor
@@ -54,6 +59,7 @@ def write(model: Any, path: str | os.PathLike, metadata: dict | None = None) -> 
             "history": model.history_.reset_index().to_dict(orient="list"),
         },
         "metadata": metadata or {},
+        "calibration": _calibration(model),
     }
     weights = dict(model.module_.state_dict())
     for key, value in model.preprocessor_.state().items():
@@ -105,7 +111,27 @@ def read(cls: type, path: str | os.PathLike) -> Any:
     model.training_seconds_ = training["seconds"]
     model.history_ = pd.DataFrame(training["history"]).set_index("epoch")
     model.metadata_ = config.get("metadata", {})
+    if config.get("calibration") is not None:
+        # Imported here: analysis builds on the estimator, which imports this module.
+        from vaekit.analysis.anomaly import Calibration
+
+        model.calibration_ = Calibration.from_dict(config["calibration"])
     return model
+
+
+def write_calibration(path: str | os.PathLike, calibration: Any) -> None:
+    """Store ``calibration`` (a :class:`vaekit.analysis.anomaly.Calibration`, or None to remove
+    it) in the model folder ``path``, replacing ``config.json`` atomically; the weights are
+    left as they are."""
+    config, _ = persist.read_model_dir(path)  # checks that the folder holds a model
+    config["calibration"] = None if calibration is None else calibration.to_dict()
+    with atomic_file(Path(path) / persist.CONFIG_FILE) as tmp:
+        tmp.write_text(json.dumps(config, indent=2))
+
+
+def _calibration(model: Any) -> dict[str, Any] | None:
+    calibration = getattr(model, "calibration_", None)
+    return None if calibration is None else calibration.to_dict()
 
 
 def _names(model: Any) -> list[str] | None:

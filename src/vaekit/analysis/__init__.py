@@ -1,5 +1,6 @@
 """Analyses built on a fitted :class:`vaekit.VAE`."""
 
+from vaekit.analysis.anomaly import Calibration, anomaly_score, calibrate, contributions
 from vaekit.analysis.associations import associate
 from vaekit.analysis.evaluation import evaluate
 from vaekit.analysis.generation import generate
@@ -14,9 +15,13 @@ from vaekit.analysis.paths import (
 )
 
 __all__ = [
+    "Calibration",
     "LatentPath",
     "Traversal",
+    "anomaly_score",
     "associate",
+    "calibrate",
+    "contributions",
     "evaluate",
     "generate",
     "heaviest",

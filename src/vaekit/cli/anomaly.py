@@ -1,0 +1,132 @@
+"""Commands that find samples unlike the training data: score."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from vaekit.cli.common import (
+    ANNOTATIONS,
+    DATA,
+    LAYER,
+    MODEL,
+    OUT,
+    QUIET,
+    TRANSPOSE,
+    app,
+    conditions,
+    read,
+    status,
+)
+
+DEFAULT_FPR = 0.05
+
+
+@app.command(rich_help_panel="Anomalies and missing values")
+def score(
+    model_dir: Path = MODEL,
+    data: Path = DATA,
+    out: Path = OUT,
+    method: str = typer.Option(
+        None,
+        help="elbo, iwae, reconstruction or deviance (default: the stored calibration's method, "
+        "else elbo).",
+    ),
+    control: Path = typer.Option(
+        None, "--control", help="Control samples (not used in training) to calibrate against now."
+    ),
+    fpr: float = typer.Option(
+        None, "--fpr", help=f"False-positive rate of the --control calibration [{DEFAULT_FPR}]."
+    ),
+    save_calibration: bool = typer.Option(
+        False, "--save-calibration", help="Store the --control calibration in the model folder."
+    ),
+    contributions: Path = typer.Option(
+        None, "--contributions", help="Also write per-feature contributions (samples x features)."
+    ),
+    transpose: bool = TRANSPOSE,
+    annotations: Path = ANNOTATIONS,
+    layer: str = LAYER,
+    quiet: bool = QUIET,
+) -> None:
+    """Anomaly scores of DATA (higher = less like the training data), with a flag and a p-value
+    per sample when the model is calibrated (stored, or now with --control)."""
+    import vaekit
+    from vaekit.analysis.anomaly import get_score
+    from vaekit.data.writers import check_output, write_table
+
+    _check_options(control, fpr, save_calibration)
+    for path in (out, contributions):
+        if path is not None:
+            check_output(path)
+    model = vaekit.load(model_dir)
+    stored = getattr(model, "calibration_", None)
+    method = method or (stored.method if stored is not None else "elbo")
+    get_score(method)  # an unknown method fails before any reading
+    adata = read(data, transpose, annotations, layer)
+    y = conditions(model)
+    with status(quiet, f"scoring {adata.n_obs} samples..."):
+        if control is not None:
+            controls = read(control, transpose, annotations, layer)
+            model.calibrate(controls, y, fpr=DEFAULT_FPR if fpr is None else fpr, method=method)
+        calibration = _usable(getattr(model, "calibration_", None), method)
+        n_samples = None if calibration is None else calibration.n_samples
+        table = _scores(model.anomaly_score(adata, y, method, n_samples=n_samples), calibration)
+        table.index = adata.obs_names.rename("sample")
+        parts = None if contributions is None else model.anomaly_contributions(adata, y)
+    # Written only once everything is computed, so a failure leaves no partial set of outputs.
+    write_table(table, out)
+    if parts is not None:
+        write_table(parts, contributions)
+    if save_calibration:
+        from vaekit.saving import write_calibration
+
+        write_calibration(model_dir, model.calibration_)
+    typer.echo(_summary(table, method, calibration, out, stored))
+    if save_calibration:
+        typer.echo(f"stored the calibration in {model_dir}/")
+
+
+def _check_options(control: Path | None, fpr: float | None, save: bool) -> None:
+    """--fpr and --save-calibration belong to a calibration made now, with --control."""
+    if control is None and fpr is not None:
+        raise ValueError(
+            "--fpr sets the false-positive rate of a new calibration; give the control samples "
+            "with --control FILE too"
+        )
+    if control is None and save:
+        raise ValueError(
+            "--save-calibration stores the calibration made with --control FILE; give --control"
+        )
+
+
+def _usable(calibration: Any, method: str) -> Any:
+    """The calibration if it is for ``method`` (thresholds of other scores do not apply)."""
+    return calibration if calibration is not None and calibration.method == method else None
+
+
+def _scores(scores: Any, calibration: Any) -> Any:
+    import pandas as pd
+
+    table = pd.DataFrame({"score": scores})
+    if calibration is not None:
+        table["flag"] = calibration.flags(scores)
+        table["p_value"] = calibration.p_values(scores)
+    return table
+
+
+def _summary(table: Any, method: str, calibration: Any, out: Path, stored: Any) -> str:
+    text = f"wrote {method} anomaly scores of {len(table)} samples to {out}"
+    if calibration is not None:
+        return (
+            f"{text}; {int(table['flag'].sum())} flagged at fpr {calibration.fpr} "
+            f"(threshold {calibration.threshold:.4g}, {calibration.n_control} control samples)"
+        )
+    if stored is not None:
+        return (
+            f"{text}; no flags: the model is calibrated for {stored.method} scores, "
+            f"give --control FILE to calibrate {method} scores"
+        )
+    return f"{text}; no flags: the model is not calibrated, give --control FILE"
