@@ -141,6 +141,7 @@ def vaekit_scores(X: np.ndarray, X_test: np.ndarray, s: dict) -> dict[str, np.nd
         batch_size=s["batch_size"],
         lr=s["lr"],
         kl_warmup=s["warmup"],
+        beta=s.get("beta", 1.0),
         early_stopping=False,
         validation_fraction=0.0,
         architecture="mlp",
@@ -186,13 +187,14 @@ def mnist(args: argparse.Namespace) -> pd.DataFrame:
 
 def mnist_settings(args: argparse.Namespace) -> dict:
     return {
-        "likelihood": "bernoulli",
+        "likelihood": args.likelihood,
         "n_latent": args.latent,
         "hidden": tuple(args.hidden),
         "epochs": args.epochs,
         "batch_size": 128,
         "lr": 1e-3,
         "warmup": args.warmup,
+        "beta": args.beta,
         "seed": args.seed,
     }
 
@@ -273,6 +275,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="Few epochs, 3 digits: a smoke run.")
     p.add_argument("--digits", nargs="+", type=int, default=list(range(10)))
     p.add_argument("--mnist-train", type=int, default=None, help="Cap training images per digit.")
+    p.add_argument("--likelihood", default="bernoulli", help="Of the MNIST VAE.")
+    p.add_argument("--beta", type=float, default=1.0, help="KL weight of the MNIST VAE.")
     p.add_argument("--latent", type=int, default=20)
     p.add_argument("--hidden", nargs="+", type=int, default=[400])
     p.add_argument("--epochs", type=int, default=30)
