@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 
@@ -13,6 +13,9 @@ def _tuple_or_none(value: Any) -> tuple[int, ...] | None:
 
 # Decoder kinds -> whether the output layer is batch-normalised (as LDVAE's linear decoder).
 DECODERS: dict[str, bool] = {"mlp": False, "linear": True}
+# What NaN in x means: "error" (NaN is refused before it reaches the module) or "mask" (a
+# missing entry: the encoder reads x with its mask, the likelihood scores observed entries).
+MISSING: tuple[str, ...] = ("error", "mask")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,15 @@ class ModelConfig:
         Channels of the conv encoder's stride-2 convolutions (the decoder mirrors them). Each
         halves the image; as many are used as keep the feature maps at least 4 pixels wide
         (one for 8x8, two for 28x28, three for 32x32 and larger), so H, W >= 8.
+    missing : str
+        ``"error"``, or ``"mask"``: NaN entries of x are missing. The encoder then reads x with
+        NaN set to 0 next to the 0/1 mask of observed entries (twice the features; for images,
+        twice the channels), as partial VAEs do (Ma et al. 2019; Mattei & Frellsen 2019), and
+        the likelihood sums over observed entries only.
+    mask_rate : float
+        With ``missing="mask"``, in training only: each sample hides a share u ~ U(0,
+        mask_rate) of its observed entries from the encoder (not from the likelihood), so that
+        the encoder learns to read partial inputs from complete data (Ma et al. 2019).
     """
 
     n_input: int
@@ -70,8 +82,19 @@ class ModelConfig:
     architecture: str = "mlp"
     image_shape: tuple[int, ...] | None = None
     conv_channels: tuple[int, ...] = (32, 64, 128)
+    missing: str = "error"
+    mask_rate: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.missing not in MISSING:
+            raise ValueError(f"unknown missing={self.missing!r}; choose one of {list(MISSING)}")
+        if not 0 <= self.mask_rate < 1:
+            raise ValueError(f"mask_rate must be in [0, 1); got {self.mask_rate!r}")
+        if self.mask_rate and self.missing != "mask":
+            raise ValueError(
+                f"mask_rate={self.mask_rate} hides entries from a mask-aware encoder; "
+                "set missing='mask' as well"
+            )
         if self.decoder not in DECODERS:
             raise ValueError(f"unknown decoder {self.decoder!r}; choose one of {list(DECODERS)}")
         if self.decoder == "linear" and self.decoder_hidden:
@@ -93,6 +116,17 @@ class ModelConfig:
         return tuple(reversed(self.hidden)) if self.decoder_hidden is None else self.decoder_hidden
 
     @property
+    def encoder_config(self) -> ModelConfig:
+        """The configuration the encoder body is built from: with ``missing="mask"`` it reads
+        x and its mask, so twice the features (for images, twice the channels: the mask is
+        one more map per channel)."""
+        if self.missing != "mask":
+            return self
+        shape = self.image_shape
+        shape = None if shape is None else (2 * shape[0], *shape[1:])
+        return replace(self, n_input=2 * self.n_input, image_shape=shape)
+
+    @property
     def output_batch_norm(self) -> bool:
         """Whether the likelihood's output layer is batch-normalised (the linear decoder)."""
         return DECODERS[self.decoder]
@@ -112,8 +146,8 @@ class ModelConfig:
             raise ValueError(f"model config has unknown keys {sorted(unknown)}")
         d = dict(d)
         d["hidden"] = _tuple_or_none(d.get("hidden", cls.hidden))
-        # Keys added later (architecture, image_shape, conv_channels) may be missing from
-        # older config.json files: the defaults describe those models.
+        # Keys added later (architecture, image_shape, conv_channels, missing, mask_rate) may
+        # be missing from older config.json files: the defaults describe those models.
         for key in ("decoder_hidden", "image_shape", "conv_channels"):
             if key in d:
                 d[key] = _tuple_or_none(d[key])

@@ -24,10 +24,15 @@ from vaekit.validation import (
     Table,
     align_features,
     as_table,
+    check_observed,
     resolve_y,
 )
 
 INFERENCE_BATCH = 4096
+NO_MASK_HINT = (
+    "this model was fitted without missing='mask' and cannot read missing entries: fill "
+    "them with model.impute(X) first, or refit with VAE(missing='mask')"
+)
 
 
 class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -96,6 +101,17 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         epochs after the warm-up (None: a constant rate).
     max_minutes : float [None]
         End training after the epoch that crosses this many minutes.
+    missing : str ["error"]
+        What NaN in X means. ``"error"``: NaN is refused. ``"mask"``: NaN entries are missing;
+        the likelihood counts only the observed entries, and the encoder reads the values
+        with NaN set to 0 next to the 0/1 mask of observed entries (for images, the mask is
+        one more channel), so ``transform``, ``score_samples`` and :meth:`impute` take
+        incomplete rows. Preprocessing statistics use the observed entries.
+    mask_rate : float [0.0]
+        With ``missing="mask"``: in training, each sample hides a random share u ~ U(0,
+        mask_rate) of its observed entries from the encoder (the likelihood still scores them),
+        so that the encoder learns to read partial inputs, even from complete training data:
+        what makes :meth:`impute` good on data more incomplete than the training data.
     seed : int or None
         Two fits with the same seed on the same machine give identical weights.
     device : str
@@ -162,6 +178,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         iw_samples: int | None = None,
         lr_patience: int | None = None,
         max_minutes: float | None = None,
+        missing: str | None = None,
+        mask_rate: float | None = None,
         seed: int | None = None,
         device: str = "cpu",
         verbose: bool = True,
@@ -193,6 +211,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.iw_samples = iw_samples
         self.lr_patience = lr_patience
         self.max_minutes = max_minutes
+        self.missing = missing
+        self.mask_rate = mask_rate
         self.seed = seed
         self.device = device
         self.verbose = verbose
@@ -216,10 +236,12 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         settings = resolve(self.get_params(), self.preset)
         check_settings(settings)
         preprocessor = Preprocessor(settings["preprocess"])
-        table = as_table(X, layer=layer)
+        masked = settings["missing"] == "mask"
+        table = as_table(X, layer=layer, allow_nan=masked)
+        check_observed(table)
         names = table.feature_names or [f"x{i}" for i in range(table.X.shape[1])]
         data = preprocessor.fit_transform(table.X, names)
-        data = fitting.model_table(data, table, preprocessor, settings["likelihood"])
+        data = fitting.model_table(data, table, preprocessor, settings["likelihood"], masked)
         y = resolve_y(X, y)
         covariates = None if y is None else CovariateEncoder.fit(y, data.X.shape[0])
         cov = None if y is None else covariates.transform(y, data.X.shape[0]).to(self._device)
@@ -271,7 +293,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def _inputs(self, X: Any, y: Any, layer: str | None) -> tuple[Table, Any, torch.Tensor | None]:
         """Validate X against the fitted features, preprocess it and encode y, before any work."""
         check_is_fitted(self, "module_")
-        table = as_table(X, layer=layer)
+        masked = self.module_.config.missing == "mask"
+        table = as_table(X, layer=layer, allow_nan=masked, nan_hint=NO_MASK_HINT)
         names = getattr(self, "feature_names_in_", None)
         table = align_features(table, self.n_features_in_, names)
         data = fitting.model_table(
@@ -279,6 +302,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             table,
             self.preprocessor_,
             self.settings_["likelihood"],
+            masked,
         )
         cov = self._covariates(resolve_y(X, y), data.X.shape[0])
         return data, as_rows(data.X, self._device), cov
@@ -524,6 +548,42 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         from vaekit.analysis.anomaly import contributions
 
         return contributions(self, X, y, layer=layer, n_samples=n_samples, seed=seed)
+
+    # ------------------------------------------------------------------ missing values
+    def impute(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        n_iter: int = 50,
+        n_samples: int = 1000,
+        n_imputations: int | None = None,
+        method: str = "importance",
+        seed: int = 0,
+        layer: str | None = None,
+    ) -> Any:
+        """X with its NaN entries filled in, in X's own space and container (observed entries
+        unchanged); with ``n_imputations=m``, a list of m completed copies, each with its own
+        draw. ``method`` is ``"importance"`` (MIWAE, Mattei & Frellsen 2019) or ``"gibbs"``
+        (Rezende et al. 2014's pseudo-Gibbs); see :func:`vaekit.analysis.imputation.impute`.
+
+        Examples
+        --------
+        >>> X_full = model.impute(X_with_nan)  # doctest: +SKIP
+        """
+        from vaekit.analysis.imputation import impute
+
+        return impute(
+            self,
+            X,
+            y,
+            n_iter=n_iter,
+            n_samples=n_samples,
+            n_imputations=n_imputations,
+            method=method,
+            seed=seed,
+            layer=layer,
+        )
 
     # ------------------------------------------------------------------ interpretation
     @torch.no_grad()

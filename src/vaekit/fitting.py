@@ -19,9 +19,12 @@ from vaekit.nn import get_architecture
 from vaekit.validation import Table, check_finite, check_support, is_anndata
 
 
-def model_table(X: Any, table: Table, preprocessor: Preprocessor, likelihood: str) -> Table:
+def model_table(
+    X: Any, table: Table, preprocessor: Preprocessor, likelihood: str, allow_nan: bool = False
+) -> Table:
     """The preprocessed data as a Table named by the modelled features, checked against the
-    likelihood (messages then name the column as the model sees it)."""
+    likelihood (messages then name the column as the model sees it); NaN (missing entries)
+    pass when ``allow_nan``."""
     support = get_likelihood(likelihood).support
     if support == "counts" and not preprocessor.keeps_counts:
         raise ValueError(
@@ -31,7 +34,7 @@ def model_table(X: Any, table: Table, preprocessor: Preprocessor, likelihood: st
         )
     out = Table(X, preprocessor.features_, table.sample_names)
     if preprocessor.steps:
-        check_finite(out, "X after preprocessing")
+        check_finite(out, "X after preprocessing", allow_nan)
     check_support(out, support, likelihood)
     return out
 
@@ -53,6 +56,8 @@ def model_config(
         n_covariates=0 if cov is None else cov.shape[1],
         architecture=s["architecture"],
         image_shape=image_shape,
+        missing=s["missing"],
+        mask_rate=s["mask_rate"],
     )
 
 
@@ -64,9 +69,18 @@ def train_config(s: dict[str, Any], seed: int) -> TrainConfig:
 def fit_library(module: VAEModule, rows: DenseRows | SparseRows) -> None:
     """Log-normal of the library sizes, from which :meth:`VAE.sample` draws them."""
     if module.likelihood.uses_library:
-        log_totals = np.log(rows.row_sums())
+        log_totals = np.log(_library_sizes(module, rows))
         module.library_log_mean.fill_(float(log_totals.mean()))
         module.library_log_std.fill_(float(log_totals.std()))
+
+
+def _library_sizes(module: VAEModule, rows: DenseRows | SparseRows) -> np.ndarray:
+    """(n,) library sizes as the module sees them: the row totals, or, with missing entries,
+    the module's estimate from the observed ones (a block of rows at a time)."""
+    if module.config.missing != "mask":
+        return rows.row_sums()
+    blocks = torch.arange(len(rows)).split(4096)
+    return torch.cat([module.library(rows.take(idx)) for idx in blocks]).cpu().numpy().ravel()
 
 
 def shapes(

@@ -49,6 +49,29 @@ class LossOutput:
         return -(self.reconstruction + self.kl)
 
 
+@dataclass
+class ImportanceDraws:
+    """Draws z_k from a proposal q for each of B samples, decoded (see
+    :meth:`VAEModule.importance_draws`); log w_k = log_px - log_ratio.
+
+    Attributes
+    ----------
+    z : Tensor
+        (k, B, n_latent).
+    log_px : Tensor
+        (k, B) log p(x | z_k) over the observed entries of x.
+    log_ratio : Tensor
+        (k, B) log q(z_k) - log p(z_k).
+    px : Distribution
+        p(x | z_k) with batch shape (k * B, n_input), draw-major.
+    """
+
+    z: torch.Tensor
+    log_px: torch.Tensor
+    log_ratio: torch.Tensor
+    px: Distribution
+
+
 class VAEModule(nn.Module):
     """Encoder, diagonal Gaussian posterior, prior N(0, I), decoder and likelihood.
 
@@ -76,7 +99,7 @@ class VAEModule(nn.Module):
         architecture.check(c)
         # Built in this order so that a seed gives the same initial weights as before
         # architectures were pluggable.
-        self.encoder = architecture.encoder(c)
+        self.encoder = architecture.encoder(c.encoder_config)  # x, or x and its mask
         self.z_mean = _head(self.encoder.n_out + c.n_covariates, c.n_latent, c.posterior_batch_norm)
         self.z_logvar = _head(
             self.encoder.n_out + c.n_covariates, c.n_latent, c.posterior_batch_norm
@@ -88,10 +111,51 @@ class VAEModule(nn.Module):
         self.register_buffer("library_log_mean", torch.zeros(()))
         self.register_buffer("library_log_std", torch.ones(()))
 
-    def encode(self, x: torch.Tensor, c: torch.Tensor | None = None) -> Normal:
-        """Posterior q(z | x, c), a Normal with batch shape (B, n_latent)."""
-        h = with_condition(self.encoder(self.likelihood.encoder_input(x), c), c)
+    def encode(
+        self, x: torch.Tensor, c: torch.Tensor | None = None, visible: torch.Tensor | None = None
+    ) -> Normal:
+        """Posterior q(z | x, c), a Normal with batch shape (B, n_latent).
+
+        With ``missing="mask"`` the encoder reads the entries that are ``visible`` (a (B, D)
+        bool mask; by default those of x that are not NaN) and the mask itself.
+        """
+        if visible is None:
+            visible = self.observed(x)
+        h = with_condition(self.encoder(self._encoder_input(x, visible), c), c)
         return Normal(self.z_mean(h), (0.5 * self.z_logvar(h)).exp(), validate_args=False)
+
+    def observed(self, x: torch.Tensor) -> torch.Tensor | None:
+        """(B, D) bool mask of the entries of x that are not NaN, with ``missing="mask"``;
+        None otherwise (every entry counts)."""
+        return ~x.isnan() if self.config.missing == "mask" else None
+
+    def _encoder_input(self, x: torch.Tensor, visible: torch.Tensor | None) -> torch.Tensor:
+        """x as the likelihood shows it to the encoder; with a mask, hidden entries set to 0
+        and the 0/1 mask appended (B, 2 * D), so that a 0 reads as unknown, not as a value
+        (Nazabal et al. 2020; Mattei & Frellsen 2019)."""
+        if visible is None:
+            return self.likelihood.encoder_input(x)
+        values = self.likelihood.encoder_input(_fill(x, visible))
+        return torch.cat([_fill(values, visible), visible.to(values.dtype)], dim=-1)
+
+    def log_px(
+        self, px: Distribution, x: torch.Tensor, observed: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B,) log p(x | z) summed over the ``observed`` entries of x; by default all of them,
+        or with ``missing="mask"`` those that are not NaN."""
+        observed = self.observed(x) if observed is None else observed
+        if observed is None:
+            return px.log_prob(x).sum(-1)
+        return _fill(px.log_prob(_fill(x, observed)), observed).sum(-1)
+
+    def _hide(self, observed: torch.Tensor | None) -> torch.Tensor | None:
+        """The entries the encoder sees in a training step: with ``mask_rate``, each sample
+        hides a share u ~ U(0, mask_rate) of its observed entries, so that the encoder learns
+        to read partial inputs even from complete data (Ma et al. 2019)."""
+        if observed is None or not self.training or self.config.mask_rate == 0:
+            return observed
+        share = torch.rand((len(observed), 1), device=observed.device) * self.config.mask_rate
+        return observed & (torch.rand(observed.shape, device=observed.device) >= share)
 
     def decode(
         self, z: torch.Tensor, c: torch.Tensor | None = None, library: torch.Tensor | None = None
@@ -100,9 +164,18 @@ class VAEModule(nn.Module):
         h = with_condition(self.decoder(z, c), c)
         return self.likelihood(h, library)
 
-    def library(self, x: torch.Tensor) -> torch.Tensor | None:
-        """(B, 1) observed library size of count data, None for other likelihoods."""
-        return x.sum(-1, keepdim=True) if self.likelihood.uses_library else None
+    def library(self, x: torch.Tensor, observed: torch.Tensor | None = None) -> torch.Tensor | None:
+        """(B, 1) observed library size of count data, None for other likelihoods. With
+        missing entries (``observed``, by default as :meth:`log_px`), the total of the
+        observed ones scaled up by the share observed: the library size if the missing entries
+        are like the observed ones on average."""
+        if not self.likelihood.uses_library:
+            return None
+        observed = self.observed(x) if observed is None else observed
+        if observed is None:
+            return x.sum(-1, keepdim=True)
+        share = observed.sum(-1, keepdim=True).clamp(min=1) / x.shape[-1]
+        return _fill(x, observed).sum(-1, keepdim=True) / share
 
     def sample_library(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(n, 1) library sizes drawn from the log-normal fitted to the training data."""
@@ -138,8 +211,10 @@ class VAEModule(nn.Module):
         instead (``reconstruction`` is then the mean over the k draws)."""
         if iw_samples > 1:
             return self._iw_loss(x, c, kl_weight, generator, iw_samples)
-        qz, _, px = self(x, c, generator)
-        reconstruction = -px.log_prob(x).sum(-1)
+        qz = self.encode(x, c, self._hide(self.observed(x)))
+        z = self.reparameterize(qz, generator)
+        px = self.decode(z, c, self.library(x))
+        reconstruction = -self.log_px(px, x)
         kl = kl_divergence(qz, Normal(torch.zeros_like(qz.loc), torch.ones_like(qz.scale))).sum(-1)
         loss = (reconstruction + kl_weight * kl).mean()
         return LossOutput(loss, reconstruction, kl, kl_weight, qz)
@@ -156,16 +231,34 @@ class VAEModule(nn.Module):
         tighter bound trains a decoder with a higher log p(x) and an encoder whose posterior
         need not cover only one mode (Burda et al. 2016). kl_weight < 1 tempers the bound
         during a warm-up, as it does the ELBO."""
-        qz = self.encode(x, c)
+        qz = self.encode(x, c, self._hide(self.observed(x)))
+        draws = self.importance_draws(x, c, k, qz, generator)
+        bound = torch.logsumexp(draws.log_px - kl_weight * draws.log_ratio, dim=0) - math.log(k)
+        kl = kl_divergence(qz, Normal(torch.zeros_like(qz.loc), torch.ones_like(qz.scale)))
+        return LossOutput(-bound.mean(), -draws.log_px.mean(0), kl.sum(-1), kl_weight, qz)
+
+    def importance_draws(
+        self,
+        x: torch.Tensor,
+        c: torch.Tensor | None,
+        k: int,
+        qz: Normal | None = None,
+        generator: torch.Generator | None = None,
+        observed: torch.Tensor | None = None,
+    ) -> ImportanceDraws:
+        """``k`` draws z_k from the proposal ``qz`` (by default q(z | x)), decoded, with the
+        parts of their log importance weight log p(x|z_k) + log p(z_k) - log q(z_k). Only the
+        ``observed`` entries of x are scored (as :meth:`log_px`), so any proposal gives a
+        consistent estimate of p(x_obs) (Burda et al. 2016; Mattei & Frellsen 2019)."""
+        qz = self.encode(x, c) if qz is None else qz
         n = len(x)
         eps = torch.randn((k, *qz.loc.shape), generator=generator, device=x.device)
         z = qz.loc + qz.scale * eps  # (k, B, L)
-        px = self.decode(z.reshape(k * n, -1), _repeat(c, k), _repeat(self.library(x), k))
-        log_px = px.log_prob(x.repeat(k, 1)).sum(-1).view(k, n)
+        library = _repeat(self.library(x, observed), k)
+        px = self.decode(z.reshape(k * n, -1), _repeat(c, k), library)
+        log_px = self.log_px(px, x.repeat(k, 1), _repeat(observed, k)).view(k, n)
         log_ratio = (qz.log_prob(z) - Normal(0.0, 1.0).log_prob(z)).sum(-1)  # (k, B)
-        bound = torch.logsumexp(log_px - kl_weight * log_ratio, dim=0) - math.log(k)
-        kl = kl_divergence(qz, Normal(torch.zeros_like(qz.loc), torch.ones_like(qz.scale)))
-        return LossOutput(-bound.mean(), -log_px.mean(0), kl.sum(-1), kl_weight, qz)
+        return ImportanceDraws(z, log_px, log_ratio, px)
 
     @torch.no_grad()
     def log_likelihood(
@@ -199,19 +292,12 @@ class VAEModule(nn.Module):
         generator: torch.Generator | None,
     ) -> torch.Tensor:
         qz = self.encode(x, c)
-        n = len(x)
-        chunk = max(1, min(n_samples, max_rows // n))
-        library = self.library(x)
+        chunk = max(1, min(n_samples, max_rows // len(x)))
         parts = []
         for start in range(0, n_samples, chunk):
             k = min(chunk, n_samples - start)
-            eps = torch.randn((k, *qz.loc.shape), generator=generator, device=x.device)
-            z = qz.loc + qz.scale * eps  # (k, B, L)
-            log_qz = qz.log_prob(z).sum(-1)
-            log_pz = (-0.5 * z.pow(2) - 0.5 * math.log(2 * math.pi)).sum(-1)
-            px = self.decode(z.reshape(k * n, -1), _repeat(c, k), _repeat(library, k))
-            log_px = px.log_prob(x.repeat(k, 1)).sum(-1).view(k, n)
-            parts.append(torch.logsumexp(log_px + log_pz - log_qz, dim=0))  # (B,)
+            draws = self.importance_draws(x, c, k, qz, generator)
+            parts.append(torch.logsumexp(draws.log_px - draws.log_ratio, dim=0))  # (B,)
         return torch.logsumexp(torch.stack(parts), dim=0) - math.log(n_samples)
 
     def loadings(
@@ -292,6 +378,11 @@ def _likelihood(config: ModelConfig, n_hidden: int, output: nn.Module | None) ->
 def _head(n_in: int, n_out: int, batch_norm: bool) -> nn.Module:
     linear = nn.Linear(n_in, n_out)
     return nn.Sequential(linear, nn.BatchNorm1d(n_out)) if batch_norm else linear
+
+
+def _fill(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """x where ``keep``, else 0 (a where, not a product: NaN * 0 is NaN, in gradients too)."""
+    return torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 def _slice(t: torch.Tensor | None, start: int, size: int) -> torch.Tensor | None:

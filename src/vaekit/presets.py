@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from vaekit.config import DECODERS
+from vaekit.config import DECODERS, MISSING
 from vaekit.data.preprocess import Log1p, MinMax, SelectVariable
 from vaekit.likelihoods import get_likelihood
 from vaekit.nn import ARCHITECTURES
@@ -72,6 +72,8 @@ DEFAULTS: dict[str, Any] = {
     "iw_samples": 1,
     "lr_patience": None,  # keep the learning rate
     "max_minutes": None,  # no time limit
+    "missing": "error",  # NaN in X is refused
+    "mask_rate": 0.0,
     "preprocess": (),
 }
 
@@ -129,6 +131,10 @@ def check_settings(s: dict[str, Any]) -> None:
         "weight_decay": _is_number(s["weight_decay"]) and s["weight_decay"] >= 0,
         "loadings_l1": _is_number(s["loadings_l1"]) and s["loadings_l1"] >= 0,
         "dropout": _is_number(s["dropout"]) and 0 <= s["dropout"] < 1,
+        "missing": isinstance(s["missing"], str) and s["missing"] in MISSING,
+        "mask_rate": _is_number(s["mask_rate"])
+        and 0 <= s["mask_rate"] < 1
+        and (s["mask_rate"] == 0 or s["missing"] == "mask"),
         "validation_fraction": _is_number(s["validation_fraction"])
         and 0 <= s["validation_fraction"] < 1,
         "grad_clip": s["grad_clip"] is None or (_is_number(s["grad_clip"]) and s["grad_clip"] > 0),
@@ -143,6 +149,8 @@ def check_settings(s: dict[str, Any]) -> None:
         "weight_decay": "a number >= 0",
         "loadings_l1": "a number >= 0",
         "dropout": "a number in [0, 1)",
+        "missing": f"one of {list(MISSING)}",
+        "mask_rate": "a number in [0, 1), and above 0 only with missing='mask'",
         "validation_fraction": "a number in [0, 1)",
         "grad_clip": "a number > 0 or None",
         "hidden": "a tuple of positive integers",

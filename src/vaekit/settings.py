@@ -32,6 +32,8 @@ MODEL_KEYS = {
     "iw_samples": "iw_samples",
     "lr_patience": "lr_patience",
     "max_minutes": "max_minutes",
+    "missing": "missing",
+    "mask_rate": "mask_rate",
     "seed": "seed",
 }
 PREPROCESS_KEYS = ("normalize", "log1p", "select", "select_by", "scale")
@@ -79,7 +81,7 @@ def parse_hidden(value: str | list | tuple | None) -> tuple[int, ...] | None:
 
 
 INTEGERS = ("latent", "epochs", "batch_size", "warmup", "seed", "select")
-NUMBERS = ("lr", "beta", "l1")
+NUMBERS = ("lr", "beta", "l1", "mask_rate")
 
 
 def _typed(settings: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,11 @@ import torch
 
 Matrix = np.ndarray | sp.csr_matrix
 
+NAN_HINT = (
+    "remove or impute them first, or fit with VAE(missing='mask'), which treats NaN as "
+    "missing entries"
+)
+
 
 @dataclass
 class Table:
@@ -39,13 +44,23 @@ def is_anndata(X: Any) -> bool:
     return type(X).__name__ == "AnnData" and type(X).__module__.startswith("anndata")
 
 
-def as_table(X: Any, name: str = "X", layer: str | None = None) -> Table:
+def as_table(
+    X: Any,
+    name: str = "X",
+    layer: str | None = None,
+    allow_nan: bool = False,
+    nan_hint: str = NAN_HINT,
+) -> Table:
     """Validate ``X`` (numpy, pandas, scipy.sparse, torch, AnnData) into a float32 :class:`Table`.
+
+    ``allow_nan`` lets NaN through as missing entries; ``nan_hint`` says what to do about NaN
+    where they are not allowed.
 
     Raises
     ------
     TypeError, ValueError
-        For non-numeric columns, 1-D or empty input, NaN or infinite values, a missing layer.
+        For non-numeric columns, 1-D or empty input, NaN (unless allowed) or infinite values,
+        a missing layer.
     """
     feature_names = sample_names = None
     if is_anndata(X):
@@ -65,7 +80,7 @@ def as_table(X: Any, name: str = "X", layer: str | None = None) -> Table:
         X = _as_float_array(X, name)
     _check_shape(X, name)
     table = Table(X, feature_names, sample_names)
-    check_finite(table, name)
+    check_finite(table, name, allow_nan, nan_hint)
     return table
 
 
@@ -126,15 +141,58 @@ def _check_shape(X: Matrix, name: str) -> None:
         raise ValueError(f"{name} is empty: shape {X.shape}; it needs samples and features")
 
 
-def check_finite(table: Table, name: str) -> None:
-    values = table.X.data if sp.issparse(table.X) else table.X
-    bad = ~np.isfinite(values)
+def check_finite(
+    table: Table, name: str, allow_nan: bool = False, nan_hint: str = NAN_HINT
+) -> None:
+    """Raise for infinite values, and for NaN unless ``allow_nan`` (missing entries)."""
+    values = _values(table.X)
+    bad = np.isinf(values) if allow_nan else ~np.isfinite(values)
     if bad.any():
         row, col = _first(table.X, bad)
+        what, fix = ("infinite", "replace them") if allow_nan else ("NaN or infinite", nan_hint)
         raise ValueError(
-            f"{name} has {int(bad.sum())} NaN or infinite value(s), the first at "
-            f"{table.where(row, col)}; remove or impute them first"
+            f"{name} has {int(bad.sum())} {what} value(s), the first at "
+            f"{table.where(row, col)}; {fix}"
         )
+
+
+def check_observed(table: Table, name: str = "X", columns: bool = True) -> None:
+    """Raise for a sample (and, with ``columns``, a feature) whose entries are all NaN:
+    nothing can be learned from it, and a sample with nothing observed has nothing to be
+    imputed from."""
+    missing = _missing_counts(table.X)
+    if missing is None:
+        return
+    empty_rows = np.flatnonzero(missing.sum(1) == table.X.shape[1])
+    if len(empty_rows):
+        raise ValueError(
+            f"{name} has {len(empty_rows)} sample(s) with no observed value (all NaN), the "
+            f"first at {table.where(int(empty_rows[0]))}; drop them: there is nothing to "
+            "learn from or impute from"
+        )
+    empty_cols = np.flatnonzero(missing.sum(0) == table.X.shape[0]) if columns else []
+    if len(empty_cols):
+        col = int(empty_cols[0])
+        label = "" if table.feature_names is None else f" ({table.feature_names[col]!r})"
+        raise ValueError(
+            f"{name} has {len(empty_cols)} feature(s) with no observed value (all NaN), the "
+            f"first at column {col}{label}; drop them: a model cannot learn a feature it "
+            "never sees"
+        )
+
+
+def _missing_counts(X: Matrix) -> np.ndarray | sp.csr_matrix | None:
+    """The NaN indicator of X (dense, or CSR over its stored values), None without NaN."""
+    nan = np.isnan(_values(X))
+    if not nan.any():
+        return None
+    if not sp.issparse(X):
+        return nan
+    return sp.csr_matrix((nan.astype(np.int64), X.indices, X.indptr), shape=X.shape)
+
+
+def _values(X: Matrix) -> np.ndarray:
+    return X.data if sp.issparse(X) else X
 
 
 def _first(X: Matrix, bad: np.ndarray) -> tuple[int, int]:
@@ -147,12 +205,14 @@ def _first(X: Matrix, bad: np.ndarray) -> tuple[int, int]:
 
 
 def _outside_unit_interval(v: np.ndarray) -> np.ndarray | None:
-    # min/max first: the full mask is only built when there is something to report
-    return (v < 0) | (v > 1) if v.size and (v.min() < 0 or v.max() > 1) else None
+    # min/max first: the full mask is only built when there is something to report; the
+    # nan-aware ones skip missing entries (NaN compares False, so never counts as bad)
+    outside = v.size and not np.isnan(v).all() and (np.nanmin(v) < 0 or np.nanmax(v) > 1)
+    return (v < 0) | (v > 1) if outside else None
 
 
 def _not_counts(v: np.ndarray) -> np.ndarray | None:
-    bad = (v < 0) | (v != np.round(v))
+    bad = ((v < 0) | (v != np.round(v))) & ~np.isnan(v)  # NaN (missing) is not a bad count
     return bad if bad.any() else None
 
 
@@ -191,7 +251,7 @@ def check_support(table: Table, support: str, likelihood: str) -> None:
 
 
 def _check_no_empty_rows(table: Table, likelihood: str) -> None:
-    totals = np.asarray(table.X.sum(axis=1)).ravel()
+    totals = _observed_row_sums(table.X)
     empty = np.flatnonzero(totals == 0)
     if len(empty):
         raise ValueError(
@@ -199,6 +259,14 @@ def _check_no_empty_rows(table: Table, likelihood: str) -> None:
             f"{len(empty)} sample(s) are all zero, the first at {table.where(int(empty[0]))}; "
             "remove them"
         )
+
+
+def _observed_row_sums(X: Matrix) -> np.ndarray:
+    """Row totals of the entries that are not NaN."""
+    if sp.issparse(X):
+        X = sp.csr_matrix((np.nan_to_num(X.data), X.indices, X.indptr), shape=X.shape)
+        return np.asarray(X.sum(axis=1)).ravel()
+    return np.nansum(X, axis=1)
 
 
 def align_features(

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from vaekit.cli import anomaly, core, explore, report  # noqa: F401 - registers them
+from vaekit.cli import anomaly, core, explore, impute, report  # noqa: F401 - registers them
 from vaekit.cli.common import app
 
 __all__ = ["app", "main"]

@@ -56,6 +56,9 @@ def train(
         None, "--lr-patience", help="Halve the learning rate after N epochs without progress."
     ),
     max_minutes: float = typer.Option(None, "--max-minutes", help="Stop training after M min."),
+    missing: str = typer.Option(
+        None, help="error (NaN refused), or mask: empty/NaN cells are missing entries."
+    ),
     select: int = typer.Option(None, help="Keep the N most variable features (0: all)."),
     select_by: str = typer.Option(None, "--select-by", help="variance or mad."),
     scale: str = typer.Option(None, help="minmax, zscore, center or none."),

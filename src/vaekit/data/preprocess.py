@@ -3,6 +3,10 @@
 Each step is a small named object: its settings go to ``config.json``, its fitted arrays to
 ``weights.safetensors``; nothing is pickled. A new step is one class with ``@register_step``.
 Steps run in a fixed order by kind: normalise -> transform -> select -> scale.
+
+NaN entries (missing values, ``VAE(missing="mask")``) pass through every step as NaN, and the
+fitted statistics are those of the observed entries. Every step can be inverted
+(:meth:`Preprocessor.inverse_transform`), so imputed values go back to the user's space.
 """
 
 from __future__ import annotations
@@ -51,6 +55,11 @@ class Step:
     def transform(self, X: Matrix) -> Matrix:
         raise NotImplementedError
 
+    def inverse_transform(self, Y: np.ndarray, X: Matrix) -> np.ndarray:
+        """``Y``, in this step's output space, back to its input space; ``X`` is what the step
+        was given (a normalisation needs its row totals, a selection its other columns)."""
+        raise NotImplementedError(f"preprocess step {self.name!r} cannot be inverted")
+
     def select(self, names: list[str]) -> list[str]:
         """Names of the output features."""
         return names
@@ -94,13 +103,22 @@ class NormalizeTotal(Step):
         return self
 
     def transform(self, X: Matrix) -> Matrix:
-        totals = _row_sums(X)
-        scale = np.divide(
-            float(self.target_[0]), totals, out=np.zeros_like(totals), where=totals > 0
-        )
+        scale = self._scale(X)
         if sp.issparse(X):
             return sp.csr_matrix(sp.diags(scale.astype(np.float32)) @ X)
         return X * scale[:, None].astype(np.float32)
+
+    def inverse_transform(self, Y: np.ndarray, X: Matrix) -> np.ndarray:
+        scale = self._scale(X)
+        inverse = np.divide(1.0, scale, out=np.zeros_like(scale), where=scale > 0)
+        return Y * inverse[:, None].astype(np.float32)
+
+    def _scale(self, X: Matrix) -> np.ndarray:
+        """(n,) the factor that brings each sample's total to the target (0 for empty ones)."""
+        totals = _row_sums(X)
+        return np.divide(
+            float(self.target_[0]), totals, out=np.zeros_like(totals), where=totals > 0
+        )
 
 
 @register_step
@@ -116,12 +134,24 @@ class Log1p(Step):
         return {"base": self.base}
 
     def transform(self, X: Matrix) -> Matrix:
-        divisor = np.float32(1.0 if self.base is None else np.log(self.base))
+        values = X.data if sp.issparse(X) else X
+        if (values <= -1).any():  # would become -inf or NaN, and NaN would read as missing
+            raise ValueError(
+                f"log1p needs values > -1; the data hold {np.nanmin(values):g}. Pass "
+                "non-negative values (counts or expression), or leave out log1p"
+            )
         if sp.issparse(X):
             X = X.copy()
-            X.data = np.log1p(X.data) / divisor
+            X.data = np.log1p(X.data) / self._divisor
             return X
-        return np.log1p(X) / divisor
+        return np.log1p(X) / self._divisor
+
+    def inverse_transform(self, Y: np.ndarray, X: Matrix) -> np.ndarray:
+        return np.expm1(Y * self._divisor)
+
+    @property
+    def _divisor(self) -> np.float32:
+        return np.float32(1.0 if self.base is None else np.log(self.base))
 
 
 @register_step
@@ -153,6 +183,12 @@ class SelectVariable(Step):
     def transform(self, X: Matrix) -> Matrix:
         return X[:, self.index_]
 
+    def inverse_transform(self, Y: np.ndarray, X: Matrix) -> np.ndarray:
+        """X with the selected features replaced by Y; the others keep X's values."""
+        out = np.array(_dense(X), dtype=np.float32)
+        out[:, self.index_] = Y
+        return out
+
     def select(self, names: list[str]) -> list[str]:
         return [names[i] for i in self.index_]
 
@@ -166,12 +202,15 @@ class MinMax(Step):
 
     def fit(self, X: Matrix) -> Step:
         dense = _dense(X)
-        self.min_ = dense.min(0).astype(np.float32)
-        self.range_ = _nonzero(dense.max(0) - self.min_)
+        self.min_ = _column("min", dense).astype(np.float32)
+        self.range_ = _nonzero(_column("max", dense) - self.min_)
         return self
 
     def transform(self, X: Matrix) -> Matrix:
         return np.clip((_dense(X) - self.min_) / self.range_, 0.0, 1.0).astype(np.float32)
+
+    def inverse_transform(self, Y: np.ndarray, X: Matrix) -> np.ndarray:
+        return (Y * self.range_ + self.min_).astype(np.float32)
 
 
 @register_step
@@ -182,12 +221,15 @@ class ZScore(Step):
 
     def fit(self, X: Matrix) -> Step:
         dense = _dense(X)
-        self.mean_ = dense.mean(0).astype(np.float32)
-        self.std_ = _nonzero(dense.std(0))
+        self.mean_ = _column("mean", dense).astype(np.float32)
+        self.std_ = _nonzero(_column("std", dense))
         return self
 
     def transform(self, X: Matrix) -> Matrix:
         return ((_dense(X) - self.mean_) / self.std_).astype(np.float32)
+
+    def inverse_transform(self, Y: np.ndarray, X: Matrix) -> np.ndarray:
+        return (Y * self.std_ + self.mean_).astype(np.float32)
 
 
 @register_step
@@ -200,12 +242,15 @@ class Center(Step):
 
     def fit(self, X: Matrix) -> Step:
         dense = _dense(X)
-        self.mean_ = dense.mean(0).astype(np.float32)
-        self.scale_ = _nonzero(np.sqrt(np.atleast_1d(dense.var(0).mean())))
+        self.mean_ = _column("mean", dense).astype(np.float32)
+        self.scale_ = _nonzero(np.sqrt(np.atleast_1d(_column("var", dense).mean())))
         return self
 
     def transform(self, X: Matrix) -> Matrix:
         return ((_dense(X) - self.mean_) / self.scale_).astype(np.float32)
+
+    def inverse_transform(self, Y: np.ndarray, X: Matrix) -> np.ndarray:
+        return (Y * self.scale_ + self.mean_).astype(np.float32)
 
 
 class Preprocessor:
@@ -244,6 +289,26 @@ class Preprocessor:
         for step in self.steps:
             X = step.transform(X)
         return X
+
+    def inverse_transform(self, Y: np.ndarray, X: Matrix) -> np.ndarray:
+        """``Y`` (n, modelled features), in the space the model sees, back to the space of
+        ``X`` (n, input features), the data that were transformed: the steps inverted in
+        reverse order; features that were not selected keep X's values.
+
+        Examples
+        --------
+        >>> pre = Preprocessor(["log1p", "zscore"])
+        >>> X = np.array([[1.0, 5.0], [3.0, 0.0]])
+        >>> np.allclose(pre.inverse_transform(pre.fit_transform(X, ["a", "b"]), X), X)
+        True
+        """
+        inputs = []
+        for step in self.steps:
+            inputs.append(X)
+            X = step.transform(X)
+        for step, X_in in zip(reversed(self.steps), reversed(inputs), strict=True):
+            Y = step.inverse_transform(Y, X_in)
+        return Y
 
     def output_features(self, names: list[str]) -> list[str]:
         for step in self.steps:
@@ -284,11 +349,31 @@ def make_step(spec: Step | str | dict) -> Step:
 
 
 def _row_sums(X: Matrix) -> np.ndarray:
-    return np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+    """Row totals; with NaN entries (missing), the total of the observed ones scaled up by
+    the share observed, as the VAE's library size (0 for a sample with nothing observed)."""
+    values = X.data if sp.issparse(X) else X
+    missing = np.isnan(values)
+    if not missing.any():
+        return np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+    if sp.issparse(X):
+        observed = sp.csr_matrix((np.where(missing, 0, values), X.indices, X.indptr), X.shape)
+        n_missing = sp.csr_matrix((missing.astype(np.float64), X.indices, X.indptr), X.shape)
+        totals, n_missing = (np.asarray(m.sum(axis=1)).ravel() for m in (observed, n_missing))
+    else:
+        totals, n_missing = np.nansum(X, axis=1, dtype=np.float64), missing.sum(1)
+    share = 1.0 - n_missing / X.shape[1]
+    return np.divide(totals, share, out=np.zeros_like(totals), where=share > 0)
 
 
 def _dense(X: Matrix) -> np.ndarray:
     return X.toarray() if sp.issparse(X) else X
+
+
+def _column(stat: str, X: np.ndarray) -> np.ndarray:
+    """A statistic of each column (``"mean"``, ``"std"``, ``"var"``, ``"min"``, ``"max"``) over
+    its observed entries: numpy's nan-aware version when X holds NaN (missing entries), else
+    the plain one, which keeps the results on complete data exactly as they were."""
+    return getattr(np, f"nan{stat}" if np.isnan(X).any() else stat)(X, axis=0)
 
 
 def _nonzero(spread: np.ndarray) -> np.ndarray:
@@ -298,10 +383,10 @@ def _nonzero(spread: np.ndarray) -> np.ndarray:
 
 def _variance(X: Matrix) -> np.ndarray:
     if sp.issparse(X):
-        from sklearn.utils.sparsefuncs import mean_variance_axis
+        from sklearn.utils.sparsefuncs import mean_variance_axis  # it skips NaN
 
         return mean_variance_axis(sp.csr_matrix(X, dtype=np.float64), axis=0)[1]
-    return X.var(0, dtype=np.float64)
+    return np.nanvar(X, 0, dtype=np.float64) if np.isnan(X).any() else X.var(0, dtype=np.float64)
 
 
 def _mean_absolute_deviation(X: Matrix, block: int = 2048) -> np.ndarray:
@@ -310,7 +395,7 @@ def _mean_absolute_deviation(X: Matrix, block: int = 2048) -> np.ndarray:
     out = np.empty(X.shape[1])
     for start in range(0, X.shape[1], block):
         cols = _dense(X[:, start : start + block]).astype(np.float64)
-        out[start : start + block] = np.abs(cols - cols.mean(0)).mean(0)
+        out[start : start + block] = _column("mean", np.abs(cols - _column("mean", cols)))
     return out
 
 

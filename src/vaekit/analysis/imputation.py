@@ -1,0 +1,372 @@
+"""Missing values (NaN) filled in by a fitted VAE, in the user's own space and container.
+
+Two methods, looked up by name in :data:`IMPUTERS`:
+
+- ``"importance"`` (the default): E[x_miss | x_obs] ~ sum_k w_k E[x_miss | z_k], with z_k drawn
+  from the encoder and w_k proportional to p(x_obs | z_k) p(z_k) / q(z_k), scoring the observed
+  entries only (Mattei & Frellsen 2019, MIWAE). Multiple imputations resample the z_k by their
+  weights and draw x_miss from p(x | z_k). The weights correct for an imperfect proposal, so
+  it also works for a model fitted on complete data, whose encoder then reads the missing
+  entries filled in by ``n_iter`` encode-decode steps.
+- ``"gibbs"``: Rezende et al. (2014)'s pseudo-Gibbs chain: encode the completed x, draw z,
+  draw the missing entries from p(x | z), again ``n_iter`` times. The point estimate averages
+  E[x_miss | z_t] over the second half of the chain; multiple imputations are the last states
+  of independent chains.
+
+Both start from a first guess: a mask-aware model (``missing="mask"``) decodes its posterior
+mean of the observed entries; a model fitted on complete data starts from its own mean,
+E[x] under the prior, as no value of x reads as "unknown" to its encoder.
+
+Values are imputed in the space the model sees (after preprocessing) and mapped back through
+the inverse of each preprocessing step. A feature the model does not model (left out by
+feature selection) cannot be imputed: NaN there is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from sklearn.utils.validation import check_is_fitted
+
+from vaekit import fitting
+from vaekit._runtime import seeded
+from vaekit.model import VAEModule
+from vaekit.validation import (
+    Table,
+    align_features,
+    as_table,
+    check_observed,
+    is_anndata,
+    resolve_y,
+)
+
+BLOCK_ROWS = 1024  # samples imputed together: bounds the memory of preprocessing and draws
+MAX_DRAW_VALUES = 2**25  # decoded values per importance block (samples x draws x features)
+PRIOR_DRAWS = 64  # draws from the prior that estimate a model's mean E[x]
+
+
+@dataclass(frozen=True)
+class Request:
+    """What an imputer is asked: ``n_iter`` steps, ``n_samples`` importance draws, and
+    ``n_imputations`` draws per sample (None: one point estimate, the conditional mean)."""
+
+    n_iter: int
+    n_samples: int
+    n_imputations: int | None
+
+    @property
+    def n_out(self) -> int:
+        return self.n_imputations or 1
+
+
+def impute(
+    model: Any,
+    X: Any,
+    y: Any = None,
+    *,
+    n_iter: int = 50,
+    n_samples: int = 1000,
+    n_imputations: int | None = None,
+    method: str = "importance",
+    seed: int = 0,
+    layer: str | None = None,
+) -> Any:
+    """X with its NaN entries filled in by ``model``; observed entries are returned unchanged.
+
+    Parameters
+    ----------
+    model : vaekit.VAE
+        Fitted, with or without ``missing="mask"`` (a mask-aware encoder imputes better).
+    X : array-like, DataFrame, sparse matrix, tensor or AnnData, (n_samples, n_features)
+        NaN marks the missing entries (of a sparse matrix: stored NaN; implicit zeros are
+        observed zeros).
+    y : optional
+        Conditions of a conditional model.
+    n_iter : int
+        ``"gibbs"``: steps of the chain. ``"importance"`` with a model fitted without
+        ``missing="mask"``: encode-decode steps that fill in the encoder's input.
+    n_samples : int
+        Importance draws per sample (``"importance"``).
+    n_imputations : int, optional
+        Return this many completed copies of X, each with its own draw of the missing
+        entries (multiple imputation), instead of one with their conditional mean.
+    method : str
+        A key of :data:`IMPUTERS`: ``"importance"`` or ``"gibbs"``.
+    seed : int
+    layer : str, optional
+        The AnnData layer to complete instead of ``X``.
+
+    Returns
+    -------
+    same type as X, or a list of ``n_imputations`` of them
+        Values in X's own space (preprocessing inverted), same shape, index and columns.
+
+    Examples
+    --------
+    >>> X_full = impute(model, X_with_nan)  # doctest: +SKIP
+    >>> draws = impute(model, X_with_nan, n_imputations=5)  # doctest: +SKIP
+    """
+    check_is_fitted(model, "module_")
+    request = _request(method, n_iter, n_samples, n_imputations)
+    values, positions, table = _prepare(model, X, layer)
+    missing = np.isnan(values[:, positions])
+    if missing.any():
+        cov = model._covariates(resolve_y(X, y), len(values))
+        with seeded(seed, model._device), torch.no_grad():
+            filled = _impute_rows(model, table, cov, IMPUTERS[method], request)
+        completed = [_fill(values, positions, missing, f) for f in filled]
+    else:
+        completed = [values] * request.n_out
+    out = [like(X, v, layer) for v in completed]
+    return out if n_imputations is not None else out[0]
+
+
+def _request(method: str, n_iter: Any, n_samples: Any, n_imputations: Any) -> Request:
+    if method not in IMPUTERS:
+        raise ValueError(f"unknown imputation method {method!r}; choose one of {list(IMPUTERS)}")
+    for name, value, allow_none in (
+        ("n_iter", n_iter, False),
+        ("n_samples", n_samples, False),
+        ("n_imputations", n_imputations, True),
+    ):
+        if allow_none and value is None:
+            continue
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    return Request(
+        int(n_iter), int(n_samples), None if n_imputations is None else int(n_imputations)
+    )
+
+
+def _prepare(model: Any, X: Any, layer: str | None) -> tuple[np.ndarray, list[int], Table]:
+    """(X's values as a float64 copy, the columns of X that are the model's input features in
+    its order, those features as a validated Table); raises for input it cannot impute."""
+    table = as_table(X, layer=layer, allow_nan=True)
+    check_observed(table, columns=False)  # a feature may be all NaN: others predict it
+    values = dense_copy(X, layer)
+    expected = getattr(model, "feature_names_in_", None)
+    aligned = align_features(table, model.n_features_in_, expected)
+    if expected is None or table.feature_names is None:
+        positions = list(range(model.n_features_in_))
+    else:
+        index = {name: i for i, name in enumerate(table.feature_names)}
+        positions = [index[name] for name in expected]
+    _check_modelled(model, values, positions, table.feature_names)
+    return values, positions, aligned
+
+
+def _check_modelled(
+    model: Any, values: np.ndarray, positions: list[int], names: list[str] | None
+) -> None:
+    """Raise when NaN lies in a column the model does not model: one it was not fitted on,
+    or one its feature selection left out."""
+    input_names = _input_names(model)
+    modelled = set(model.features_)
+    keep = {p for p, name in zip(positions, input_names, strict=True) if name in modelled}
+    bad = [j for j in np.flatnonzero(np.isnan(values).any(0)) if j not in keep]
+    if bad:
+        shown = [names[j] if names is not None else f"column {j}" for j in bad[:5]]
+        raise ValueError(
+            f"X has NaN in {len(bad)} feature(s) that the model does not model, e.g. {shown}; "
+            f"it can impute only its {len(modelled)} modelled features (model.features_; "
+            "the others were left out by feature selection or were not in the training data). "
+            "Fill those features otherwise, drop them, or fit a model that keeps them"
+        )
+
+
+def _input_names(model: Any) -> list[str]:
+    """The names fit gave the input features (those of X, else x0, x1, ...)."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None:
+        return [str(n) for n in names]
+    return [f"x{i}" for i in range(model.n_features_in_)]
+
+
+def _impute_rows(
+    model: Any,
+    table: Table,
+    cov: torch.Tensor | None,
+    imputer: Callable[[VAEModule, torch.Tensor, torch.Tensor | None, Request], torch.Tensor],
+    request: Request,
+) -> list[np.ndarray]:
+    """``request.n_out`` arrays (n, n_features_in_), each X completed in the input space of
+    the model (its features, in its order), a block of samples at a time."""
+    module = model.module_.eval()
+    pre = model.preprocessor_
+    parts: list[list[np.ndarray]] = [[] for _ in range(request.n_out)]
+    for start in range(0, table.X.shape[0], BLOCK_ROWS):
+        block = slice(start, start + BLOCK_ROWS)
+        X_in = table.X[block]
+        names = None if table.sample_names is None else table.sample_names[block]
+        rows = Table(X_in, table.feature_names, names)  # for messages that name a sample
+        data = fitting.model_table(
+            pre.transform(X_in), rows, pre, model.settings_["likelihood"], True
+        )
+        x = torch.as_tensor(_dense(data.X), device=model._device)  # (b, D), NaN = missing
+        c = None if cov is None else cov[block]
+        for i, draw in enumerate(imputer(module, x, c, request)):  # (n_out, b, D)
+            parts[i].append(pre.inverse_transform(draw.cpu().numpy(), X_in))
+    return [np.concatenate(p) for p in parts]
+
+
+def _fill(
+    values: np.ndarray, positions: list[int], missing: np.ndarray, filled: np.ndarray
+) -> np.ndarray:
+    """A copy of ``values`` whose NaN in the model's columns hold ``filled``'s values."""
+    out = values.copy()
+    block = out[:, positions]
+    block[missing] = filled[missing]
+    out[:, positions] = block
+    return out
+
+
+def _dense(X: Any) -> np.ndarray:
+    return np.ascontiguousarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------- imputers
+def importance(
+    module: VAEModule, x: torch.Tensor, c: torch.Tensor | None, r: Request
+) -> torch.Tensor:
+    """(n_out, B, D) x completed by importance-weighted draws (MIWAE; Mattei & Frellsen
+    2019), a few samples at a time so that the decoded values (128 MB) stay bounded."""
+    step = max(1, MAX_DRAW_VALUES // (r.n_samples * x.shape[1]))
+    parts = [
+        _importance_block(module, x[i : i + step], _rows(c, i, step), r)
+        for i in range(0, len(x), step)
+    ]
+    return torch.cat(parts, dim=1)
+
+
+def _importance_block(
+    module: VAEModule, x: torch.Tensor, c: torch.Tensor | None, r: Request
+) -> torch.Tensor:
+    observed = ~x.isnan()
+    qz = module.encode(_proposal_input(module, x, c, r.n_iter), c)
+    draws = module.importance_draws(x, c, r.n_samples, qz, observed=observed)
+    weights = torch.softmax(draws.log_px - draws.log_ratio, dim=0)  # (k, B)
+    n = len(x)
+    if r.n_imputations is None:
+        mean = draws.px.mean.view(r.n_samples, n, -1)  # (k, B, D)
+        return _complete(x, (weights[..., None] * mean).sum(0))[None]
+    # Sampling importance resampling: z_k drawn by weight, then x from p(x | z_k).
+    pick = torch.multinomial(weights.T, r.n_imputations, replacement=True).T  # (m, B)
+    z = draws.z[pick, torch.arange(n, device=x.device)]  # (m, B, L)
+    px = module.decode(z.reshape(-1, z.shape[-1]), _repeat(c, len(z)), _library(module, x, len(z)))
+    return _complete(x.repeat(len(z), 1), px.sample()).view(len(z), n, -1)
+
+
+def _proposal_input(
+    module: VAEModule, x: torch.Tensor, c: torch.Tensor | None, n_iter: int
+) -> torch.Tensor:
+    """What the encoder reads to propose z: x itself (NaN and all) for a mask-aware model;
+    for another, x with its missing entries filled in by ``n_iter`` steps of encoding and
+    decoding at the posterior mean, starting from the model's mean."""
+    if module.config.missing == "mask":
+        return x
+    current = _complete(x, _first_guess(module, x, c))
+    for _ in range(n_iter):
+        qz = module.encode(current, c)
+        current = _complete(x, module.decode(qz.loc, c, _library(module, x)).mean)
+    return current
+
+
+def pseudo_gibbs(
+    module: VAEModule, x: torch.Tensor, c: torch.Tensor | None, r: Request
+) -> torch.Tensor:
+    """(n_out, B, D) x completed by Rezende et al. (2014)'s pseudo-Gibbs chain: z ~ q(z | x),
+    x_miss ~ p(x_miss | z), ``n_iter`` times; one chain per imputation."""
+    m, n = r.n_out, len(x)
+    x, c = x.repeat(m, 1), _repeat(c, m)
+    library = _library(module, x)
+    current = _complete(x, _first_guess(module, x, c))
+    total, count = torch.zeros_like(current), 0
+    for t in range(r.n_iter):
+        # The completed x has no NaN: every entry reads as observed, so the chain moves.
+        px = module.decode(module.reparameterize(module.encode(current, c)), c, library)
+        if t >= r.n_iter // 2:  # Rao-Blackwellised: E[x | z_t] over the chain's second half
+            total, count = total + px.mean, count + 1
+        current = _complete(x, px.sample())
+    result = current if r.n_imputations is not None else _complete(x, total / count)
+    return result.view(m, n, -1)
+
+
+def _first_guess(module: VAEModule, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+    """(B, D) where the chains start: a mask-aware model decodes its posterior mean given
+    the observed entries; another decodes draws from the prior and averages them (the
+    model's E[x]), as its encoder cannot read a missing entry."""
+    library = _library(module, x)
+    if module.config.missing == "mask":
+        return module.decode(module.encode(x, c).loc, c, library).mean
+    k, n = PRIOR_DRAWS, len(x)
+    z = torch.randn(k * n, module.config.n_latent, device=x.device)
+    lib = None if library is None else library.repeat(k, 1)
+    return module.decode(z, _repeat(c, k), lib).mean.view(k, n, -1).mean(0)
+
+
+def _library(module: VAEModule, x: torch.Tensor, k: int = 1) -> torch.Tensor | None:
+    """Library sizes of count models from the observed entries of x, repeated k times."""
+    library = module.library(x, ~x.isnan())
+    return None if library is None else library.repeat(k, 1)
+
+
+def _complete(x: torch.Tensor, guess: torch.Tensor) -> torch.Tensor:
+    """x with its NaN entries taken from ``guess`` (observed entries untouched)."""
+    return torch.where(x.isnan(), guess, x)
+
+
+def _rows(t: torch.Tensor | None, start: int, size: int) -> torch.Tensor | None:
+    return None if t is None else t[start : start + size]
+
+
+def _repeat(t: torch.Tensor | None, k: int) -> torch.Tensor | None:
+    return None if t is None else t.repeat(k, 1)
+
+
+# ---------------------------------------------------------------------------- containers
+def dense_copy(X: Any, layer: str | None = None) -> np.ndarray:
+    """X's values (or an AnnData layer's) as a dense float64 copy, in X's column order."""
+    if is_anndata(X):
+        X = X.X if layer is None else X.layers[layer]
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    if sp.issparse(X):
+        return X.toarray().astype(np.float64)
+    return np.array(X, dtype=np.float64)  # a copy, also of a DataFrame's values
+
+
+def like(X: Any, values: np.ndarray, layer: str | None = None) -> Any:
+    """``values`` in X's container: the same type, index and columns, and X's float dtype
+    (an integer X comes back as float64; an AnnData as a copy with its X or layer replaced)."""
+    if is_anndata(X):
+        out = X.copy()
+        if layer is None:
+            out.X = like(X.X, values)
+        else:
+            out.layers[layer] = like(X.layers[layer], values)
+        return out
+    if isinstance(X, pd.DataFrame):
+        frame = pd.DataFrame(values, index=X.index, columns=X.columns)
+        floats = {c: t for c, t in X.dtypes.items() if pd.api.types.is_float_dtype(t)}
+        return frame.astype(floats) if X.columns.is_unique else frame
+    if isinstance(X, torch.Tensor):
+        dtype = X.dtype if X.is_floating_point() else torch.float32
+        return torch.as_tensor(values, dtype=dtype, device=X.device)
+    dtype = X.dtype if getattr(X, "dtype", None) is not None and X.dtype.kind == "f" else np.float64
+    if sp.issparse(X):
+        return sp.csr_matrix(values.astype(dtype)).asformat(X.format)
+    return values.astype(dtype)
+
+
+IMPUTERS: dict[
+    str, Callable[[VAEModule, torch.Tensor, torch.Tensor | None, Request], torch.Tensor]
+] = {
+    "importance": importance,
+    "gibbs": pseudo_gibbs,
+}

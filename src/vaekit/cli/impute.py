@@ -1,0 +1,108 @@
+"""The command that fills in missing values: impute."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from vaekit.cli.common import (
+    ANNOTATIONS,
+    DATA,
+    LAYER,
+    MODEL,
+    OUT,
+    QUIET,
+    TRANSPOSE,
+    app,
+    conditions,
+    read,
+    status,
+)
+
+
+@app.command(rich_help_panel="Anomalies and missing values")
+def impute(
+    model_dir: Path = MODEL,
+    data: Path = DATA,
+    out: Path = OUT,
+    n_iter: int = typer.Option(
+        50, "--n-iter", help="Steps of the pseudo-Gibbs chain, or of the encoder's fill-in."
+    ),
+    method: str = typer.Option("importance", help="importance (MIWAE) or gibbs (pseudo-Gibbs)."),
+    samples: int = typer.Option(1000, "--samples", help="Importance draws per sample."),
+    imputations: int = typer.Option(
+        None, "--imputations", help="M draws per missing entry: one table, an imputation column."
+    ),
+    seed: int = typer.Option(0),
+    transpose: bool = TRANSPOSE,
+    annotations: Path = ANNOTATIONS,
+    layer: str = LAYER,
+    quiet: bool = QUIET,
+) -> None:
+    """DATA with its empty or NaN cells filled in by the model, in DATA's own units.
+
+    OUT is a table (.tsv/.csv/.parquet; with --imputations, M stacked copies after an
+    `imputation` column), or .h5ad for a copy of the AnnData with X completed.
+    """
+    import vaekit
+    from vaekit.data.writers import check_output
+
+    h5ad = str(out).lower().endswith(".h5ad")
+    check_output(out, (".h5ad",) if h5ad else None)
+    if h5ad and imputations is not None:
+        raise ValueError("--imputations writes a table; give OUT a .tsv, .csv or .parquet name")
+    model = vaekit.load(model_dir)
+    adata = read(data, transpose, annotations, layer)
+    n_missing = _count_missing(adata, layer)
+    with status(quiet, f"imputing {n_missing} entries..."):
+        result = model.impute(
+            adata,
+            conditions(model),
+            n_iter=n_iter,
+            n_samples=samples,
+            n_imputations=imputations,
+            method=method,
+            seed=seed,
+            layer=layer,
+        )
+    _write(result, out, h5ad, layer)
+    copies = "" if imputations is None else f" ({imputations} imputations)"
+    typer.echo(
+        f"imputed {n_missing} missing entries of {adata.n_obs} samples x {adata.n_vars} "
+        f"features by {method}{copies}; wrote {out}"
+    )
+
+
+def _count_missing(adata: Any, layer: str | None) -> int:
+    import numpy as np
+
+    X = adata.X if layer is None else adata.layers[layer]
+    values = X.data if hasattr(X, "toarray") else np.asarray(X)
+    return int(np.isnan(values).sum())
+
+
+def _write(result: Any, out: Path, h5ad: bool, layer: str | None) -> None:
+    """The completed AnnData(s) as a .h5ad or as one table."""
+    import pandas as pd
+
+    from vaekit.data.writers import write_h5ad, write_table
+
+    if h5ad:
+        write_h5ad(result, out)
+        return
+    copies = result if isinstance(result, list) else [result]
+    frames = [_frame(a, layer) for a in copies]
+    if isinstance(result, list):
+        for i, frame in enumerate(frames, start=1):
+            frame.insert(0, "imputation", i)
+    write_table(pd.concat(frames), out)
+
+
+def _frame(adata: Any, layer: str | None) -> Any:
+    import pandas as pd
+
+    X = adata.X if layer is None else adata.layers[layer]
+    values = X.toarray() if hasattr(X, "toarray") else X
+    return pd.DataFrame(values, index=adata.obs_names, columns=adata.var_names)

@@ -1,0 +1,344 @@
+"""Missing values: training with missing="mask", model.impute, and `vaekit impute`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+from synthetic import counts
+from test_cli import assert_user_error, cli
+
+import vaekit
+from vaekit.config import ModelConfig
+from vaekit.data.preprocess import Preprocessor, SelectVariable
+from vaekit.model import VAEModule
+
+
+def low_rank(n: int = 500, d: int = 20, rank: int = 3, noise: float = 0.1, seed: int = 0):
+    """Rows near a rank-3 nonlinear surface: each feature is predictable from the others."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, rank))
+    return (np.tanh(z @ rng.normal(size=(rank, d))) + noise * rng.normal(size=(n, d))).astype(
+        np.float32
+    )
+
+
+def hide(X: np.ndarray, rate: float, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(X with a random share ``rate`` of its entries set to NaN, the mask of hidden ones)."""
+    mask = np.random.default_rng(seed).random(X.shape) < rate
+    hidden = X.copy()
+    hidden[mask] = np.nan
+    return hidden, mask
+
+
+def rmse(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    return float(np.sqrt(((a - b)[mask] ** 2).mean()))
+
+
+def small(**kw) -> vaekit.VAE:
+    settings = dict(n_latent=3, hidden=(64,), epochs=400, seed=0, verbose=False)
+    return vaekit.VAE(**{**settings, **kw})
+
+
+@pytest.fixture(scope="module")
+def data():
+    X = low_rank()
+    return X[:400], X[400:]
+
+
+@pytest.fixture(scope="module")
+def masked(data):
+    """A mask-aware model trained on data with 20% of the entries missing."""
+    train, _ = data
+    return small(missing="mask", mask_rate=0.5).fit(hide(train, 0.2)[0])
+
+
+@pytest.fixture(scope="module")
+def plain(data):
+    """A model trained on complete data, without a mask-aware encoder."""
+    return small().fit(data[0])
+
+
+# ---------------------------------------------------------------------------- impute
+@pytest.mark.parametrize("wrap", [np.asarray, pd.DataFrame, torch.as_tensor])
+def test_fully_observed_input_comes_back_unchanged(masked, data, wrap):
+    X = wrap(data[1])
+    out = masked.impute(X)
+    assert type(out) is type(X)
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(X))
+    draws = masked.impute(X, n_imputations=2)
+    assert len(draws) == 2 and all(np.array_equal(np.asarray(d), np.asarray(X)) for d in draws)
+
+
+@pytest.mark.parametrize("model", ["masked", "plain"])
+@pytest.mark.parametrize("method", ["importance", "gibbs"])
+def test_imputations_beat_column_means_and_keep_observed_entries(request, data, model, method):
+    train, test = data
+    model = request.getfixturevalue(model)
+    X, mask = hide(test.astype(np.float64), 0.3)
+    out = model.impute(X, method=method, n_samples=300)
+    np.testing.assert_array_equal(out[~mask], X[~mask])  # exactly, float64 in and out
+    assert out.dtype == np.float64 and not np.isnan(out).any()
+    means = np.broadcast_to(train.mean(0), test.shape)
+    assert rmse(out, test, mask) < 0.5 * rmse(means, test, mask)
+
+
+def test_importance_weighting_is_at_least_as_good_as_pseudo_gibbs(masked, plain, data):
+    """MIWAE's claim (Mattei & Frellsen 2019), on three masks and both kinds of model, once
+    the models have converged (after 150 epochs instead of 400, pseudo-Gibbs was better)."""
+    test = data[1]
+    for model in (masked, plain):
+        for seed in (1, 2, 3):
+            X, mask = hide(test, 0.3, seed)
+            iw = rmse(model.impute(X, method="importance", n_samples=2000), test, mask)
+            gibbs = rmse(model.impute(X, method="gibbs"), test, mask)
+            assert iw <= gibbs * 1.02, (model.settings_["missing"], seed, iw, gibbs)
+
+
+@pytest.mark.parametrize("method", ["importance", "gibbs"])
+def test_multiple_imputations_vary_only_where_data_are_missing(masked, data, method):
+    X, mask = hide(data[1], 0.3)
+    draws = np.stack(masked.impute(X, n_imputations=8, method=method, seed=3))
+    assert (np.ptp(draws, axis=0)[~mask] == 0).all()  # identical, not merely close
+    spread = draws.std(0)
+    assert (spread[mask] > 0).mean() > 0.9
+    # Draws scatter around the point estimate by about the model's noise, not wildly.
+    point = masked.impute(X, method=method)
+    assert rmse(draws.mean(0), point, mask) < 0.5 * spread[mask].mean() + 0.1
+
+
+def test_imputation_is_reproducible_with_a_seed(masked, data):
+    X, _ = hide(data[1], 0.3)
+    np.testing.assert_array_equal(masked.impute(X, seed=5), masked.impute(X, seed=5))
+
+
+def test_values_come_back_in_the_input_space_through_the_preprocessing():
+    """log1p and z-scoring are inverted: imputations are in the user's units (counts-like),
+    better than the columns' means there."""
+    X = np.expm1(2 + 2 * low_rank(seed=4)).astype(np.float32)
+    model = small(preprocess=["log1p", "zscore"], missing="mask", mask_rate=0.5).fit(X[:400])
+    hidden, mask = hide(X[400:], 0.3)
+    out = model.impute(hidden)
+    test = X[400:]
+    assert rmse(out, test, mask) < 0.7 * rmse(
+        np.broadcast_to(X[:400].mean(0), test.shape), test, mask
+    )
+
+
+def test_preprocessing_inverse_round_trips_and_keeps_unselected_columns():
+    X = np.abs(low_rank(n=50, seed=5)) * 10
+    pre = Preprocessor(["normalize_total", "log1p", SelectVariable(5), "center"])
+    Y = pre.fit_transform(X, [f"g{i}" for i in range(X.shape[1])])
+    np.testing.assert_allclose(pre.inverse_transform(Y, X), X, rtol=1e-4, atol=1e-4)
+
+
+def test_nan_aware_statistics_match_pandas():
+    X, _ = hide(low_rank(n=60, seed=6), 0.3)
+    frame = pd.DataFrame(X.astype(np.float64))
+    pre = Preprocessor(["zscore"])
+    out = pre.fit_transform(X, list("abcdefghijklmnopqrst"))
+    np.testing.assert_allclose(pre.steps[0].mean_, frame.mean(), rtol=1e-5)
+    np.testing.assert_allclose(pre.steps[0].std_, frame.std(ddof=0), rtol=1e-5)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(X))  # NaN stay where they were
+    select = Preprocessor([SelectVariable(4, "variance")])
+    select.fit_transform(X, list("abcdefghijklmnopqrst"))
+    np.testing.assert_array_equal(
+        select.steps[0].index_, np.sort(np.argsort(-frame.var(ddof=0).to_numpy())[:4])
+    )
+
+
+# ---------------------------------------------------------------------------- training
+def test_masked_entries_change_nothing_in_the_loss_or_its_gradients():
+    """The values under the mask never reach the encoder or the likelihood: three versions of
+    x that differ only there (NaN, and two sets of values) give the same loss and gradients."""
+    torch.manual_seed(0)
+    module = VAEModule(ModelConfig(n_input=8, n_latent=2, missing="mask")).double()
+    x = torch.randn(16, 8, dtype=torch.float64)
+    observed = torch.rand(16, 8) > 0.3
+
+    def loss_and_grads(values: torch.Tensor, mask: torch.Tensor | None) -> list[torch.Tensor]:
+        module.zero_grad()
+        qz = module.encode(values, visible=mask)
+        z = module.reparameterize(qz, torch.Generator().manual_seed(1))
+        loss = -module.log_px(module.decode(z), values, mask).sum() + qz.loc.pow(2).sum()
+        loss.backward()
+        return [loss.detach()] + [p.grad.clone() for p in module.parameters()]
+
+    with_nan = torch.where(observed, x, torch.tensor(float("nan"), dtype=torch.float64))
+    reference = loss_and_grads(with_nan, None)  # the mask the module reads from NaN
+    for fill in (0.0, 100.0):
+        other = torch.where(observed, x, torch.tensor(fill, dtype=torch.float64))
+        for a, b in zip(reference, loss_and_grads(other, observed), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert torch.isfinite(reference[0])
+
+
+def test_training_with_missing_entries_is_reproducible_and_finite(data):
+    X, _ = hide(data[0], 0.3)
+    a = small(missing="mask", epochs=5).fit(X)
+    b = small(missing="mask", epochs=5).fit(X)
+    for key, value in a.module_.state_dict().items():
+        torch.testing.assert_close(value, b.module_.state_dict()[key], rtol=0, atol=0)
+    assert np.isfinite(a.history_["val_loss"]).all()
+    assert np.isfinite(a.score_samples(X)).all() and np.isfinite(a.transform(X)).all()
+    assert np.isfinite(a.log_likelihood(X[:10], n_samples=20)).all()
+
+
+def test_iwae_training_and_count_likelihoods_take_missing_entries():
+    X, _ = hide(counts(n=120, d=12), 0.2)
+    for kw in ({"likelihood": "poisson"}, {"likelihood": "gaussian", "iw_samples": 4}):
+        model = small(missing="mask", epochs=5, **kw).fit(X)
+        out = model.impute(X, n_samples=50)
+        assert np.isfinite(out).all()
+
+
+def test_conv_models_read_the_mask_as_extra_channels(digits):
+    X = digits[0][:300]
+    model = small(
+        missing="mask",
+        architecture="conv",
+        image_shape=(8, 8),
+        hidden=(32,),
+        likelihood="bernoulli",
+        epochs=3,
+    )
+    model.fit(hide(X, 0.2)[0])
+    assert model.module_.encoder.image_shape == (2, 8, 8)
+    X_test, mask = hide(digits[1][:20], 0.3)
+    out = model.impute(X_test, n_samples=20)
+    assert np.isfinite(out).all() and ((out[mask] >= 0) & (out[mask] <= 1)).all()
+
+
+def test_missing_setting_round_trips_and_old_configs_load(masked, tmp_path, data):
+    masked.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["model"]["missing"] == "mask" and config["model"]["mask_rate"] == 0.5
+    X, _ = hide(data[1], 0.3)
+    np.testing.assert_array_equal(vaekit.load(tmp_path / "m").impute(X), masked.impute(X))
+    old = {k: v for k, v in config["model"].items() if k not in ("missing", "mask_rate")}
+    assert ModelConfig.from_dict(old).missing == "error"
+
+
+# ---------------------------------------------------------------------------- bad input
+def test_nan_without_missing_mask_is_refused_with_the_fix():
+    X, _ = hide(low_rank(n=50), 0.1)
+    with pytest.raises(ValueError, match=r"NaN .*missing='mask'"):
+        small(epochs=1).fit(X)
+
+
+def test_nan_at_transform_of_a_model_without_mask_suggests_impute(plain, data):
+    X, _ = hide(data[1], 0.1)
+    with pytest.raises(ValueError, match=r"fitted without missing='mask'.*model\.impute"):
+        plain.transform(X)
+
+
+def test_all_nan_rows_and_columns_are_named(masked, data):
+    X = data[0].copy()
+    X[5] = np.nan
+    frame = pd.DataFrame(X, index=[f"s{i}" for i in range(len(X))])
+    with pytest.raises(ValueError, match=r"no observed value .* row 5 \(sample 's5'\)"):
+        small(missing="mask", epochs=1).fit(frame)
+    with pytest.raises(ValueError, match=r"row 5 \(sample 's5'\)"):
+        masked.impute(frame)
+    X = data[0].copy()
+    X[:, 3] = np.nan
+    frame = pd.DataFrame(X, columns=[f"g{i}" for i in range(X.shape[1])])
+    with pytest.raises(
+        ValueError, match=r"feature\(s\) with no observed value .* column 3 \('g3'\)"
+    ):
+        small(missing="mask", epochs=1).fit(frame)
+
+
+def test_a_feature_missing_everywhere_is_imputed_from_the_others(masked, data):
+    X = data[1].copy()
+    X[:, 3] = np.nan
+    out = masked.impute(X)
+    assert not np.isnan(out).any()
+
+
+def test_nan_in_features_the_model_does_not_model_is_an_error():
+    X = low_rank(n=200)
+    names = [f"g{i}" for i in range(X.shape[1])]
+    model = small(preprocess=[SelectVariable(10)], epochs=5).fit(pd.DataFrame(X, columns=names))
+    left_out = next(n for n in names if n not in model.features_)
+    frame = pd.DataFrame(X[:5].copy(), columns=names)
+    frame.loc[0, left_out] = np.nan
+    with pytest.raises(ValueError, match=rf"does not model, e\.g\. \['{left_out}'\]"):
+        model.impute(frame)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"method": "mcmc"}, "unknown imputation method 'mcmc'"),
+        ({"n_imputations": 0}, "n_imputations must be a positive integer"),
+        ({"n_iter": 1.5}, "n_iter must be a positive integer"),
+    ],
+)
+def test_bad_arguments(masked, data, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        masked.impute(hide(data[1], 0.1)[0], **kwargs)
+
+
+def test_bad_settings():
+    with pytest.raises(ValueError, match="missing must be one of"):
+        small(missing="drop").fit(low_rank(n=20))
+    with pytest.raises(ValueError, match="mask_rate must be .* only with missing='mask'"):
+        small(mask_rate=0.3).fit(low_rank(n=20))
+
+
+def test_sparse_input_keeps_its_type(masked, data):
+    X, mask = hide(data[1], 0.2)
+    out = masked.impute(sp.csr_matrix(X))
+    assert sp.issparse(out) and out.format == "csr"
+    np.testing.assert_array_equal(out.toarray()[~mask], X[~mask])
+
+
+# ---------------------------------------------------------------------------- command line
+def table(X: np.ndarray, path) -> pd.DataFrame:
+    """X as a CSV with sample IDs and gene names (NaN written as empty cells)."""
+    names = [f"g{i}" for i in range(X.shape[1])]
+    index = pd.Index([f"s{i}" for i in range(len(X))], name="sample")
+    frame = pd.DataFrame(X, columns=names, index=index)
+    frame.to_csv(path)
+    return frame
+
+
+def test_cli_trains_with_missing_entries_and_writes_the_completed_table(data, tmp_path, capsys):
+    table(hide(data[0], 0.2)[0], tmp_path / "train.csv")
+    (tmp_path / "settings.yaml").write_text("mask_rate: 0.5\nlatent: 3\nhidden: '64'\n")
+    train = ("train", tmp_path / "train.csv", "-o", tmp_path / "m", "--missing", "mask")
+    code, _, err = cli(capsys, *train, "--config", tmp_path / "settings.yaml", "--quiet")
+    assert code == 0, err
+    model = vaekit.load(tmp_path / "m")
+    assert model.module_.config.missing == "mask" and model.module_.config.mask_rate == 0.5
+    X, mask = hide(data[1], 0.3)
+    frame = table(X, tmp_path / "in.csv")
+    command = ("impute", tmp_path / "m", tmp_path / "in.csv")
+    code, out, err = cli(capsys, *command, "-o", tmp_path / "out.tsv")
+    assert code == 0, err
+    assert f"imputed {int(mask.sum())} missing entries" in out
+    written = pd.read_csv(tmp_path / "out.tsv", sep="\t", index_col=0)
+    assert list(written.columns) == list(frame.columns)
+    assert list(written.index) == list(frame.index)
+    np.testing.assert_allclose(written.to_numpy(), model.impute(frame).to_numpy(), rtol=1e-6)
+    extra = ("--imputations", "3", "--method", "gibbs")
+    code, _, err = cli(capsys, *command, "-o", tmp_path / "draws.csv", *extra)
+    assert code == 0, err
+    draws = pd.read_csv(tmp_path / "draws.csv", index_col=0)
+    assert list(draws["imputation"].unique()) == [1, 2, 3] and len(draws) == 3 * len(X)
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(masked, data, tmp_path, capsys):
+    masked.save(tmp_path / "m")
+    X = data[1].copy()
+    X[2] = np.nan
+    pd.DataFrame(X, index=[f"s{i}" for i in range(len(X))]).to_csv(tmp_path / "in.csv")
+    command = ("impute", tmp_path / "m", tmp_path / "in.csv", "-o", tmp_path / "o.tsv")
+    assert_user_error(cli(capsys, *command), "sample 's2'")
+    assert not (tmp_path / "o.tsv").exists()
+    assert_user_error(cli(capsys, *command, "--method", "mcmc"), "unknown imputation method")
