@@ -363,3 +363,14 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(
     assert_user_error(result, match)
     assert list(out_dir.iterdir()) == []  # no output, no temporary file
     assert (model_dir / "config.json").read_bytes() == before
+
+
+def test_refitting_drops_the_old_calibration(digits) -> None:
+    X_train, X_test = digits[0], digits[1]
+    model = vaekit.VAE(n_latent=2, epochs=2, likelihood="bernoulli", seed=0, verbose=False)
+    model.fit(X_train).calibrate(X_test, fpr=0.1)
+    assert hasattr(model, "calibration_")
+    model.fit(X_train)
+    assert not hasattr(model, "calibration_")
+    with pytest.raises(Exception, match="calibrate"):
+        model.is_anomaly(X_test)

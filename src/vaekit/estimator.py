@@ -275,6 +275,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.best_epoch_ = result.best_epoch
         self.training_seconds_ = result.seconds
         self.metadata_ = {}
+        self.__dict__.pop("calibration_", None)  # a threshold of the old weights
         return self
 
     def fit_transform(self, X: Any, y: Any = None, *, layer: str | None = None) -> np.ndarray:
