@@ -2,22 +2,46 @@
 
 TCGA (``../shared/data/tcga_rnaseq_small_cohorts``, 317 samples of six cancer types): log2(x + 1)
 expression, the 2,000 genes of largest variance on the training samples, a random 80/20 split
-of the samples. vaekit is trained on the training samples; then 10%, 30% and 50% of the
-entries of the held-out samples are hidden at random and imputed. The baselines -
-SimpleImputer (column means), KNNImputer (5 neighbours) and IterativeImputer (BayesianRidge on
-the ``--nearest`` most correlated genes, 10 rounds) - are fitted, as a user would, on the
-training samples together with the incomplete held-out ones. Reported: RMSE on the hidden
-entries (log2 units) and vaekit's ratio to the best baseline (the goal: <= 0.9 at every rate).
+of the samples. vaekit is trained on the training samples (one model per ``--seeds``); then
+10%, 30% and 50% of the entries of the held-out samples are hidden at random and imputed. The
+baselines - SimpleImputer (column means), KNNImputer (5 neighbours) and IterativeImputer
+(BayesianRidge on the ``--nearest`` most correlated genes, ``--rounds`` rounds) - are fitted,
+as a user would, on the training samples together with the incomplete held-out ones. Reported:
+RMSE on the hidden entries (log2 units), for each seed's model and for the mean of their
+imputations, and the ratio to the best baseline (the goal: <= 0.9 at every rate).
 
-MNIST inpainting: vaekit trained on the 60,000 training images (pixels / 255, a few minutes);
-the lower half of the first ``--mnist-test`` test digits hidden and imputed. Reported: RMSE
-and MAE per hidden pixel, against the training images' pixel means and KNNImputer (fitted on
-``--knn-train`` training images and the incomplete test digits); a PNG of examples (rows:
-original, masked, vaekit, KNN) in ``--out-dir``.
+What was tried on TCGA (ratios to KNN at 10/30/50%, one seed unless said):
 
-    python benchmarks/imputation.py                  # everything, ~15 minutes on one core
-    python benchmarks/imputation.py --quick          # a smoke run, about a minute
-    python benchmarks/imputation.py --skip-mnist --seeds 0 1 2 3 4
+- the recipe below (linear Gaussian VAE, 50 latent features, 1,500 epochs): 0.900 0.894 0.918;
+  the mean of 3 seeds' imputations 0.890 0.882 0.900, of 5 seeds 0.888 0.879 0.895;
+- a hidden layer of 256 (encoder and decoder), early stopping: RMSE 1.69 at 30% (KNN 1.74 on
+  that mask); trained 1,500 epochs it overfits the 254 samples (1.93);
+- a mask-aware encoder (``missing="mask"``) trained with ``mask_rate`` 0.3 or 0.6 on the
+  complete training data: worse (1.61-1.65 at 30%, against 1.59 without), and its
+  pseudo-Gibbs chains are far worse (1.98-2.49): hiding entries from the encoder loosens the
+  bound the decoder is trained on;
+- 30 or 80 latent features, 1,000 or 2,000 epochs, z-scoring instead of centring, beta 0.5,
+  a KL warm-up, weight decay, batches of 64, IWAE training (5 draws), a 256-unit encoder in
+  front of the linear decoder: mean ratios 0.894 (80 features, beta 0.5) to 0.926, none
+  reliably better;
+- importance weighting: the effective sample size of the 2,000 draws is about 1 (a 50-dim
+  posterior given ~1,000 genes is far narrower than any diagonal proposal), so the estimate
+  is close to one posterior draw; widening the proposal by sqrt(D / observed) did not raise
+  it. Averaging 5 independent runs of 400 draws gains 0.005; averaging models of several
+  seeds gains 0.01-0.02, which is what the mean of seeds reports.
+
+A linear factor model is about as good as it gets here: least squares on the 80 leading
+principal components of the training samples reaches 0.89 of KNN at 30%.
+
+MNIST inpainting: vaekit trained on the 60,000 training images (pixels / 255, about a minute
+on a free core); the lower half of the first ``--mnist-test`` test digits hidden and imputed.
+Reported: RMSE and MAE per hidden pixel, against the training images' pixel means and
+KNNImputer (fitted on ``--knn-train`` training images and the incomplete test digits); a PNG
+of examples (rows: original, masked, vaekit, KNN) in ``--out-dir``.
+
+    python benchmarks/imputation.py                  # everything: ~7 minutes on a free core
+    python benchmarks/imputation.py --quick          # a smoke run, under a minute
+    python benchmarks/imputation.py --skip-mnist --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -59,12 +83,14 @@ TCGA_MODEL = dict(
 )
 # For MNIST a mask-aware encoder, trained to read digits with up to 70% of their pixels hidden
 # at random, imputed lower halves better than the same model without one (RMSE 0.240 against
-# 0.272 on 1,000 test digits), whose encoder must read a filled-in guess instead.
+# 0.272 on 1,000 test digits, 784-400-20), whose encoder must read a filled-in guess instead;
+# two hidden layers and 32 latent features brought 0.226. Hiding up to 90%, a continuous
+# Bernoulli, 64 latent features or 20-30 epochs did no better.
 MNIST_MODEL = dict(
     missing="mask",
     mask_rate=0.7,
-    n_latent=20,
-    hidden=(400,),
+    n_latent=32,
+    hidden=(512, 256),
     likelihood="bernoulli",
     epochs=10,
     batch_size=128,
@@ -248,7 +274,7 @@ def write_examples(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="A smoke run: short training.")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--samples", type=int, default=2000, help="Importance draws (TCGA).")
     parser.add_argument("--nearest", type=int, default=50, help="IterativeImputer's genes.")
