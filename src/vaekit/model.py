@@ -211,11 +211,12 @@ class VAEModule(nn.Module):
         instead (``reconstruction`` is then the mean over the k draws)."""
         if iw_samples > 1:
             return self._iw_loss(x, c, kl_weight, generator, iw_samples)
-        qz = self.encode(x, c, self._hide(self.observed(x)))
+        observed = self.observed(x)  # once per step: the mask is used three times
+        qz = self.encode(x, c, self._hide(observed))
         z = self.reparameterize(qz, generator)
-        px = self.decode(z, c, self.library(x))
-        reconstruction = -self.log_px(px, x)
-        kl = kl_divergence(qz, Normal(torch.zeros_like(qz.loc), torch.ones_like(qz.scale))).sum(-1)
+        px = self.decode(z, c, self.library(x, observed))
+        reconstruction = -self.log_px(px, x, observed)
+        kl = _prior_kl(qz)
         loss = (reconstruction + kl_weight * kl).mean()
         return LossOutput(loss, reconstruction, kl, kl_weight, qz)
 
@@ -231,11 +232,11 @@ class VAEModule(nn.Module):
         tighter bound trains a decoder with a higher log p(x) and an encoder whose posterior
         need not cover only one mode (Burda et al. 2016). kl_weight < 1 tempers the bound
         during a warm-up, as it does the ELBO."""
-        qz = self.encode(x, c, self._hide(self.observed(x)))
-        draws = self.importance_draws(x, c, k, qz, generator)
+        observed = self.observed(x)
+        qz = self.encode(x, c, self._hide(observed))
+        draws = self.importance_draws(x, c, k, qz, generator, observed)
         bound = torch.logsumexp(draws.log_px - kl_weight * draws.log_ratio, dim=0) - math.log(k)
-        kl = kl_divergence(qz, Normal(torch.zeros_like(qz.loc), torch.ones_like(qz.scale)))
-        return LossOutput(-bound.mean(), -draws.log_px.mean(0), kl.sum(-1), kl_weight, qz)
+        return LossOutput(-bound.mean(), -draws.log_px.mean(0), _prior_kl(qz), kl_weight, qz)
 
     def importance_draws(
         self,
@@ -250,7 +251,8 @@ class VAEModule(nn.Module):
         parts of their log importance weight log p(x|z_k) + log p(z_k) - log q(z_k). Only the
         ``observed`` entries of x are scored (as :meth:`log_px`), so any proposal gives a
         consistent estimate of p(x_obs) (Burda et al. 2016; Mattei & Frellsen 2019)."""
-        qz = self.encode(x, c) if qz is None else qz
+        observed = self.observed(x) if observed is None else observed
+        qz = self.encode(x, c, observed) if qz is None else qz
         n = len(x)
         eps = torch.randn((k, *qz.loc.shape), generator=generator, device=x.device)
         z = qz.loc + qz.scale * eps  # (k, B, L)
@@ -378,6 +380,11 @@ def _likelihood(config: ModelConfig, n_hidden: int, output: nn.Module | None) ->
 def _head(n_in: int, n_out: int, batch_norm: bool) -> nn.Module:
     linear = nn.Linear(n_in, n_out)
     return nn.Sequential(linear, nn.BatchNorm1d(n_out)) if batch_norm else linear
+
+
+def _prior_kl(qz: Normal) -> torch.Tensor:
+    """(B,) KL(q(z | x) || N(0, I)), in closed form."""
+    return kl_divergence(qz, Normal(torch.zeros_like(qz.loc), torch.ones_like(qz.scale))).sum(-1)
 
 
 def _fill(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

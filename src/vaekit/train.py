@@ -61,6 +61,17 @@ def split_indices(n: int, fraction: float, generator: torch.Generator) -> tuple[
     return perm[n_val:], perm[:n_val]
 
 
+def seeded_split(
+    n: int, fraction: float, seed: int | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
+    """:func:`train`'s (train, validation) rows for ``seed``, and the generator, which then
+    orders its minibatches: the one place that fixes which rows a seed holds out (a report
+    recovers them from a saved model's seed)."""
+    gen = torch.Generator().manual_seed(seed if seed is not None else 0)
+    train_idx, val_idx = split_indices(n, fraction, gen)
+    return train_idx, val_idx, gen
+
+
 def minibatches(index: torch.Tensor, batch_size: int, generator: torch.Generator) -> list:
     """Shuffled index slices; a last batch of one sample is dropped (batch norm needs two)."""
     batches = list(index[torch.randperm(len(index), generator=generator)].split(batch_size))
@@ -161,8 +172,7 @@ def train(
         halving the learning rate) only counts once the warm-up is over. Training also ends
         after ``max_minutes``, at the end of the epoch that crosses it.
     """
-    gen = torch.Generator().manual_seed(config.seed if config.seed is not None else 0)
-    train_idx, val_idx = split_indices(len(data), config.validation_fraction, gen)
+    train_idx, val_idx, gen = seeded_split(len(data), config.validation_fraction, config.seed)
     stopping = config.early_stopping and len(val_idx) > 0
     opt = adam(module, config)
     plateau = _plateau(opt, config) if len(val_idx) else None

@@ -7,13 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from vaekit._version import __version__
 from vaekit.analysis.evaluation import evaluate
 from vaekit.estimator import VAE
 from vaekit.plot import _data
-from vaekit.train import split_indices
+from vaekit.train import seeded_split
 
 TIMES, MINUS = "\u00d7", "\u2212"
 
@@ -35,9 +34,8 @@ def is_training_data(model: VAE, n: int, n_features: int) -> bool:
 
 def validation_rows(model: VAE, n: int) -> np.ndarray:
     """The rows that training held out for validation, recovered as :func:`vaekit.train.train`
-    drew them: the same permutation, from a generator seeded with the model's seed."""
-    generator = torch.Generator().manual_seed(model.seed_ if model.seed_ is not None else 0)
-    _, validation = split_indices(n, model.settings_["validation_fraction"], generator)
+    drew them (:func:`vaekit.train.seeded_split` with the model's seed)."""
+    _, validation, _ = seeded_split(n, model.settings_["validation_fraction"], model.seed_)
     return np.sort(validation.numpy())
 
 
