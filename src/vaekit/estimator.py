@@ -562,11 +562,13 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         method: str = "importance",
         seed: int = 0,
         layer: str | None = None,
+        refine_steps: int = 100,
     ) -> Any:
         """X with its NaN entries filled in, in X's own space and container (observed entries
         unchanged); with ``n_imputations=m``, a list of m completed copies, each with its own
-        draw. ``method`` is ``"importance"`` (MIWAE, Mattei & Frellsen 2019) or ``"gibbs"``
-        (Rezende et al. 2014's pseudo-Gibbs); see :func:`vaekit.analysis.imputation.impute`.
+        draw. ``method`` is ``"importance"`` (MIWAE, Mattei & Frellsen 2019, from a proposal
+        fitted to each sample by ``refine_steps`` steps) or ``"gibbs"`` (Rezende et al. 2014's
+        pseudo-Gibbs); see :func:`vaekit.analysis.imputation.impute`.
 
         Examples
         --------
@@ -584,6 +586,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             method=method,
             seed=seed,
             layer=layer,
+            refine_steps=refine_steps,
         )
 
     # ------------------------------------------------------------------ interpretation

@@ -32,6 +32,9 @@ def impute(
     ),
     method: str = typer.Option("importance", help="importance (MIWAE) or gibbs (pseudo-Gibbs)."),
     samples: int = typer.Option(1000, "--samples", help="Importance draws per sample."),
+    refine_steps: int = typer.Option(
+        100, "--refine-steps", help="Steps fitting each sample's importance proposal (0: none)."
+    ),
     imputations: int = typer.Option(
         None, "--imputations", help="M draws per missing entry: one table, an imputation column."
     ),
@@ -66,6 +69,7 @@ def impute(
             method=method,
             seed=seed,
             layer=layer,
+            refine_steps=refine_steps,
         )
     _write(result, out, h5ad, layer)
     copies = "" if imputations is None else f" ({imputations} imputations)"
