@@ -52,6 +52,10 @@ from vaekit.validation import (
 
 BLOCK_ROWS = 1024  # samples imputed together: bounds the memory of preprocessing and draws
 MAX_DRAW_VALUES = 2**25  # decoded values per importance block (samples x draws x features)
+# Decoded values per refinement step, kept with their activations for the backward pass: a
+# conv decoder holds ~50 values per pixel, so this bounds a step to a few hundred MB.
+MAX_REFINE_VALUES = 2**19
+REFINE_DRAWS = 8  # draws per sample and step of the refinement's ELBO gradient
 PRIOR_DRAWS = 64  # draws from the prior that estimate a model's mean E[x]
 
 
@@ -262,13 +266,34 @@ def importance(
     so that the decoded values (128 MB) stay bounded."""
     qz = module.encode(_proposal_input(module, x, c, r.n_iter), c)
     if r.refine_steps:
-        qz = module.refine(x, qz, c, steps=r.refine_steps, observed=~x.isnan())
+        qz = _refine(module, x, c, qz, r.refine_steps)
     step = max(1, MAX_DRAW_VALUES // (r.n_samples * x.shape[1]))
     parts = [
         _importance_block(module, x[i : i + step], _rows(c, i, step), _slice(qz, i, step), r)
         for i in range(0, len(x), step)
     ]
     return torch.cat(parts, dim=1)
+
+
+def _refine(
+    module: VAEModule, x: torch.Tensor, c: torch.Tensor | None, qz: Normal, steps: int
+) -> Normal:
+    """``qz`` fitted to each sample's observed entries (:meth:`VAEModule.refine`), a few
+    samples at a time so that the memory of a gradient step stays bounded."""
+    size = max(1, MAX_REFINE_VALUES // (REFINE_DRAWS * x.shape[1]))
+    parts = [
+        module.refine(
+            x[i : i + size],
+            _slice(qz, i, size),
+            _rows(c, i, size),
+            steps=steps,
+            n_draws=REFINE_DRAWS,
+            observed=~x[i : i + size].isnan(),
+        )
+        for i in range(0, len(x), size)
+    ]
+    loc, scale = torch.cat([q.loc for q in parts]), torch.cat([q.scale for q in parts])
+    return Normal(loc, scale, validate_args=False)
 
 
 def _slice(qz: Normal, start: int, size: int) -> Normal:
