@@ -137,11 +137,16 @@ def test_mixed_categorical_and_continuous_covariates():
 
 
 @pytest.mark.parametrize(
-    "likelihood", ["gaussian", "poisson", "nb", "zinb", "continuous_bernoulli"]
+    "likelihood",
+    ["gaussian", "isotropic_gaussian", "poisson", "nb", "zinb", "continuous_bernoulli"],
 )
 def test_every_likelihood_trains_and_samples(likelihood):
     X = counts(150, 12)
-    scaled = {"continuous_bernoulli": X / X.max(), "gaussian": np.log1p(X)}
+    scaled = {
+        "continuous_bernoulli": X / X.max(),
+        "gaussian": np.log1p(X),
+        "isotropic_gaussian": np.log1p(X),
+    }
     X = scaled.get(likelihood, X)
     model = vaekit.VAE(
         n_latent=2, hidden=(16,), likelihood=likelihood, epochs=15, lr=5e-3, seed=0, verbose=False
@@ -205,10 +210,12 @@ def test_one_row_of_y_is_only_broadcast_when_sampling(conditional, digits):
 
 def test_settings_out_of_range_name_the_value():
     X = np.zeros((20, 3))
-    for kwargs, match in [({"patience": 0}, "patience must be a positive integer; got 0"),
-                          ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\)"),
-                          ({"lr": "1e-3"}, "lr must be a number > 0; got '1e-3'"),
-                          ({"grad_clip": 0}, "grad_clip must be a number > 0 or None"),
-                          ({"hidden": (0,)}, "hidden must be a tuple of positive integers")]:
+    for kwargs, match in [
+        ({"patience": 0}, "patience must be a positive integer; got 0"),
+        ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\)"),
+        ({"lr": "1e-3"}, "lr must be a number > 0; got '1e-3'"),
+        ({"grad_clip": 0}, "grad_clip must be a number > 0 or None"),
+        ({"hidden": (0,)}, "hidden must be a tuple of positive integers"),
+    ]:
         with pytest.raises(ValueError, match=match):
             vaekit.VAE(epochs=1, verbose=False, **kwargs).fit(X)

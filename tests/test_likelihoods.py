@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -30,6 +32,7 @@ def logits_of(lik, h) -> np.ndarray:
 def test_registry_has_all_likelihoods():
     assert set(LIKELIHOODS) >= {
         "gaussian",
+        "isotropic_gaussian",
         "bernoulli",
         "continuous_bernoulli",
         "poisson",
@@ -46,6 +49,26 @@ def test_gaussian_matches_scipy():
     got = lik(h).log_prob(x).detach().numpy()
     scale = lik.log_scale.exp().detach().numpy()
     np.testing.assert_allclose(got, stats.norm.logpdf(x.numpy(), logits_of(lik, h), scale))
+
+
+def test_isotropic_gaussian_has_one_scale_and_scores_squared_error():
+    lik, h = make("isotropic_gaussian")
+    assert lik.log_scale.shape == (1,)
+    with torch.no_grad():
+        lik.log_scale.fill_(math.log(0.5))
+    x = torch.randn(4, D, dtype=torch.float64)
+    px = lik(h)
+    assert px.scale.shape == (4, D) and torch.all(px.scale == 0.5)
+    mean = logits_of(lik, h)
+    np.testing.assert_allclose(
+        px.log_prob(x).detach().numpy(), stats.norm.logpdf(x.numpy(), mean, 0.5)
+    )
+    # Summed over features: the squared error over 2 sigma^2, plus a constant.
+    error = ((x.numpy() - mean) ** 2).sum(-1)
+    constant = -D * np.log(0.5 * np.sqrt(2 * np.pi))
+    np.testing.assert_allclose(
+        px.log_prob(x).sum(-1).detach().numpy(), constant - error / (2 * 0.25)
+    )
 
 
 def test_bernoulli_matches_scipy_and_cross_entropy():

@@ -48,8 +48,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     hidden : tuple of int [(128,)]
         Encoder hidden layers; the decoder mirrors them unless ``decoder_hidden`` is given.
     likelihood : str ["gaussian"]
-        ``"gaussian"``, ``"bernoulli"``, ``"continuous_bernoulli"``, ``"poisson"``, ``"nb"`` or
-        ``"zinb"`` (count likelihoods take raw counts).
+        ``"gaussian"`` (a variance per feature), ``"isotropic_gaussian"`` (one variance),
+        ``"bernoulli"``, ``"continuous_bernoulli"``, ``"poisson"``, ``"nb"`` or ``"zinb"``
+        (count likelihoods take raw counts).
     beta : float [1.0]
         Weight of the KL term (beta-VAE, Higgins et al. 2017).
     kl_warmup : int [0]

@@ -94,17 +94,30 @@ class Likelihood(nn.Module):
 class GaussianLikelihood(Likelihood):
     """Normal(mean from the decoder, a learned standard deviation per feature, at least 1e-3)."""
 
+    shared_scale: ClassVar[bool] = False
+
     def __init__(
         self, n_hidden: int, n_features: int, batch_norm: bool = False, out: nn.Module | None = None
     ) -> None:
         super().__init__(n_hidden, n_features, batch_norm, out)
-        self.log_scale = nn.Parameter(torch.zeros(n_features))
+        self.log_scale = nn.Parameter(torch.zeros(1 if self.shared_scale else n_features))
 
     def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> Distribution:
         # The floor stops a feature that is (nearly) constant in training from shrinking its SD
         # towards 0 until one new value scores -inf and the loss diverges.
         scale = self.log_scale.clamp(min=MIN_LOG_SCALE).exp()
-        return Normal(self.out(h), scale, validate_args=False)
+        mean = self.out(h)
+        return Normal(mean, scale.expand(mean.shape[-1]), validate_args=False)
+
+
+@register("isotropic_gaussian")
+class IsotropicGaussianLikelihood(GaussianLikelihood):
+    """Normal(mean from the decoder, one learned standard deviation for all features): the
+    log-likelihood is the squared error over 2 sigma^2, so every feature's error counts alike
+    (a per-feature SD lets the model become so sure of a feature, the background of an image
+    say, that one unusual value there outweighs everything else)."""
+
+    shared_scale = True
 
 
 @register("bernoulli")

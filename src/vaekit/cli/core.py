@@ -34,7 +34,8 @@ def train(
     annotations: Path = ANNOTATIONS,
     condition: str = typer.Option(None, help="Annotation column(s) to condition on, a,b."),
     likelihood: str = typer.Option(
-        None, help="gaussian, bernoulli, continuous_bernoulli, poisson, nb or zinb."
+        None,
+        help="gaussian, isotropic_gaussian, bernoulli, continuous_bernoulli, poisson, nb or zinb.",
     ),
     latent: int = typer.Option(None, help="Number of latent features."),
     hidden: str = typer.Option(None, help="Hidden layer sizes, e.g. 400,200 ('' for none)."),

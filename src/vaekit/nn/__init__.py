@@ -22,7 +22,7 @@ from vaekit.nn.mlp import ACTIVATIONS, MLP
 
 # Likelihoods whose parameters all come from the output layer, which the per-pixel one then
 # replaces (ZINB has a second dense layer of its own); counts of pixels are not modelled.
-CONV_LIKELIHOODS = ("gaussian", "bernoulli", "continuous_bernoulli")
+CONV_LIKELIHOODS = ("gaussian", "isotropic_gaussian", "bernoulli", "continuous_bernoulli")
 
 
 class Architecture(NamedTuple):
