@@ -85,6 +85,33 @@ def test_deviance_removes_the_entropy_of_grey_pixels(fitted, digits):
     )
 
 
+def test_mean_deviance_is_the_deviance_of_the_posterior_mean_reconstruction(fitted, model, digits):
+    """No draws: the same for every seed. Bernoulli: sum_j KL(Bern(x_j) || Bern(p_j)) with p
+    decoded from E_q[z]; Gaussian: squared error over twice the variance."""
+    X = digits[1][:50]
+    score = fitted.anomaly_score(X, method="mean_deviance", seed=1)
+    np.testing.assert_array_equal(score, fitted.anomaly_score(X, method="mean_deviance", seed=2))
+    module = fitted.module_.eval()
+    with torch.no_grad():
+        x = torch.as_tensor(X)
+        p = module.decode(module.encode(x).loc).mean.double().numpy()
+    x = X.astype(np.float64)
+    by_hand = (
+        np.where(x > 0, x * np.log(np.where(x > 0, x, 1) / p), 0)
+        + np.where(x < 1, (1 - x) * np.log(np.where(x < 1, 1 - x, 1) / (1 - p)), 0)
+    ).sum(1)
+    np.testing.assert_allclose(score, by_hand, rtol=1e-4, atol=1e-3)
+    table = low_rank(40, seed=7)
+    module = model.module_.eval()
+    with torch.no_grad():
+        z = torch.as_tensor(model.preprocessor_.transform(table.to_numpy()), dtype=torch.float32)
+        px = module.decode(module.encode(z).loc)
+        squared = ((z - px.mean) ** 2 / (2 * px.scale**2)).sum(1).double().numpy()
+    np.testing.assert_allclose(
+        model.anomaly_score(table, method="mean_deviance"), squared, rtol=1e-4
+    )
+
+
 def _families(x: np.ndarray):
     """(distribution whose saturated log-probability is wanted, scipy's log-pmf/pdf at x with
     the mean set to x)."""
@@ -145,9 +172,13 @@ def test_a_conditional_model_scores_given_y(conditional, digits):
         conditional.anomaly_score(X_test[:5])
 
 
-@pytest.mark.parametrize("fpr", [0.05, 0.2])
-def test_calibrated_false_positive_rate_holds_on_fresh_control_samples(model, with_outliers, fpr):
-    calibrated = copy.deepcopy(model).calibrate(low_rank(1000, seed=1), fpr=fpr)
+@pytest.mark.parametrize(
+    ("fpr", "method"), [(0.05, "elbo"), (0.2, "elbo"), (0.05, "mean_deviance")]
+)
+def test_calibrated_false_positive_rate_holds_on_fresh_control_samples(
+    model, with_outliers, fpr, method
+):
+    calibrated = copy.deepcopy(model).calibrate(low_rank(1000, seed=1), fpr=fpr, method=method)
     flagged = calibrated.is_anomaly(low_rank(4000, seed=2)).mean()
     # The rate given one calibration set varies by Beta(n_cal) and the count by Binomial(n_new).
     sd = np.sqrt(fpr * (1 - fpr) * (1 / 1000 + 1 / 4000))
@@ -211,7 +242,7 @@ def test_fpr_out_of_range(model, fpr):
 
 
 def test_unknown_method_names_the_choices(model, with_outliers):
-    choices = r"\['elbo', 'iwae', 'reconstruction', 'deviance'\]"
+    choices = r"\['elbo', 'iwae', 'reconstruction', 'deviance', 'mean_deviance'\]"
     match = rf"unknown anomaly score 'nll'; choose one of {choices}"
     with pytest.raises(ValueError, match=match):
         model.anomaly_score(with_outliers, method="nll")

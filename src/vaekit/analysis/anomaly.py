@@ -62,6 +62,22 @@ def _deviance(model: VAE, X: Any, y: Any, layer: str | None, n: int, seed: int) 
     )
 
 
+def _mean_deviance(model: VAE, X: Any, y: Any, layer: str | None, n: int, seed: int) -> np.ndarray:
+    # The VAE read as an autoencoder: x decoded from its posterior mean, no draws and no KL.
+    # Draws blur the reconstruction of every sample alike, and the KL rewards an encoder that
+    # squeezes a new kind of sample into the familiar part of the latent space: both dilute
+    # how badly the decoder can rebuild it (MNIST one-class mean AUROC, benchmarks/anomaly.py:
+    # 0.966 -> 0.969 over "deviance" with a Bernoulli likelihood, 0.971 -> 0.972 over
+    # "reconstruction" with an isotropic Gaussian).
+    module = model.module_
+
+    def deviance(x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        px = module.decode(module.encode(x, c).loc, c, module.library(x))
+        return (saturated_log_prob(px, x) - px.log_prob(x)).sum(-1)  # (B,)
+
+    return torch.cat(model._map(X, y, layer, deviance)[1]).cpu().double().numpy()
+
+
 SCORES: dict[str, Score] = {
     "elbo": Score(_negative_elbo, 10),
     # 100 importance samples rank samples as 1000 would at a tenth of the cost; the bound's
@@ -69,6 +85,7 @@ SCORES: dict[str, Score] = {
     "iwae": Score(_negative_iwae, 100),
     "reconstruction": Score(_reconstruction, 10),
     "deviance": Score(_deviance, 10),
+    "mean_deviance": Score(_mean_deviance, 1),  # deterministic: n_samples is not used
 }
 
 
@@ -142,6 +159,10 @@ def anomaly_score(
         pixel costs its entropy however well it is reconstructed, so -ELBO calls images with
         more grey edge pixels anomalous; count likelihoods likewise charge more for deeper
         samples. For binary data and a Gaussian likelihood it is -ELBO up to a constant.
+        ``"mean_deviance"``: the deviance of x decoded from its posterior mean,
+        log p(x | saturated) - log p(x | z = E_q[z]), without draws or KL: the model's
+        reconstruction error in its likelihood's units (squared error over twice the variance
+        for a Gaussian), as one would score a plain autoencoder.
     layer : str, optional
         AnnData layer to use instead of ``X``.
     n_samples : int, optional

@@ -31,8 +31,8 @@ def score(
     out: Path = OUT,
     method: str = typer.Option(
         None,
-        help="elbo, iwae, reconstruction or deviance (default: the stored calibration's method, "
-        "else elbo).",
+        help="elbo, iwae, reconstruction, deviance or mean_deviance (default: the stored "
+        "calibration's method, else elbo).",
     ),
     control: Path = typer.Option(
         None, "--control", help="Control samples (not used in training) to calibrate against now."
