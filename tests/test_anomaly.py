@@ -405,3 +405,30 @@ def test_refitting_drops_the_old_calibration(digits) -> None:
     assert not hasattr(model, "calibration_")
     with pytest.raises(Exception, match="calibrate"):
         model.is_anomaly(X_test)
+
+
+@pytest.fixture(scope="module")
+def mask_aware() -> vaekit.VAE:
+    return vaekit.VAE(
+        n_latent=3,
+        hidden=(32,),
+        epochs=60,
+        lr=3e-3,
+        missing="mask",
+        mask_rate=0.3,
+        seed=0,
+        verbose=False,
+    ).fit(low_rank(2000, seed=0))
+
+
+@pytest.mark.parametrize("method", list(SCORES))
+def test_a_mask_aware_model_scores_rows_with_missing_entries(mask_aware, with_outliers, method):
+    """With missing="mask" every score counts the observed entries only, as the ELBO does:
+    finite for rows with NaN (the saturated term of a NaN entry would make the sum NaN), and
+    the planted outliers still stand out with other features hidden (not all first: an
+    encoder missing a quarter of a row sometimes misreads a normal one)."""
+    hidden = with_outliers.copy()
+    hidden.iloc[:, 15:] = np.nan  # none of SHIFTED
+    scores = mask_aware.anomaly_score(hidden, method=method)
+    assert np.isfinite(scores).all()
+    assert np.median(scores[-N_OUTLIERS:]) > np.quantile(scores[:-N_OUTLIERS], 0.95)

@@ -23,6 +23,7 @@ from vaekit.likelihoods import ZeroInflatedNegativeBinomial
 
 if TYPE_CHECKING:  # analysis builds on the estimator; only the type is needed here
     from vaekit.estimator import VAE
+    from vaekit.model import VAEModule
 
 
 class Score(NamedTuple):
@@ -73,7 +74,7 @@ def _mean_deviance(model: VAE, X: Any, y: Any, layer: str | None, n: int, seed: 
 
     def deviance(x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
         px = module.decode(module.encode(x, c).loc, c, module.library(x))
-        return (saturated_log_prob(px, x) - px.log_prob(x)).sum(-1)  # (B,)
+        return _observed_sum(module, saturated_log_prob(px, x) - px.log_prob(x), x)  # (B,)
 
     return torch.cat(model._map(X, y, layer, deviance)[1]).cpu().double().numpy()
 
@@ -200,9 +201,18 @@ def saturated_log_likelihood(
     def saturated(x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
         # Decoded only for its family and its per-feature parameters (scale, dispersion).
         px = module.decode(module.encode(x, c).loc, c, module.library(x))
-        return saturated_log_prob(px, x).sum(-1)  # (B,)
+        return _observed_sum(module, saturated_log_prob(px, x), x)  # (B,)
 
     return torch.cat(model._map(X, y, layer, saturated)[1]).cpu().double().numpy()
+
+
+def _observed_sum(module: VAEModule, values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(B,) ``values`` summed over the entries of x the model counts: with
+    ``missing="mask"`` the observed ones, as its ELBO does (NaN there would make the sum NaN)."""
+    observed = module.observed(x)
+    if observed is None:
+        return values.sum(-1)
+    return torch.where(observed, values, torch.zeros((), dtype=values.dtype)).sum(-1)
 
 
 def saturated_log_prob(px: Distribution, x: torch.Tensor) -> torch.Tensor:
