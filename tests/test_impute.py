@@ -11,8 +11,10 @@ import scipy.sparse as sp
 import torch
 from synthetic import counts
 from test_cli import assert_user_error, cli
+from torch.distributions import Normal
 
 import vaekit
+from vaekit.analysis import imputation
 from vaekit.config import ModelConfig
 from vaekit.data.preprocess import Preprocessor, SelectVariable
 from vaekit.model import VAEModule
@@ -126,21 +128,29 @@ def exact_posterior_mean(module: VAEModule, x: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows).float()
 
 
-def test_refined_proposal_reaches_the_exact_posterior_of_a_linear_model():
+@pytest.fixture(scope="module")
+def factor():
+    """A linear-Gaussian VAE (a factor model), its held-out rows, those rows with half their
+    entries hidden, and the mask of hidden entries."""
+    X = low_rank(n=600, d=30, rank=4, seed=2)
+    model = small(n_latent=4, hidden=(), likelihood="gaussian").fit(X[:500])
+    hidden, mask = hide(X[500:], 0.5, seed=4)
+    return model, X[500:], hidden, mask
+
+
+def test_refined_proposal_reaches_the_exact_posterior_of_a_linear_model(factor):
     """Semi-amortised inference closes the amortisation gap: on a factor model, whose
     posterior given the observed entries is known in closed form, the refined means land on
     it while the encoder's (fitted to complete rows) are far off with half the entries hidden;
     and the imputation is better for it."""
-    X = low_rank(n=600, d=30, rank=4, seed=2)
-    model = small(n_latent=4, hidden=(), likelihood="gaussian").fit(X[:500])
-    test, module = X[500:], model.module_.eval()
-    hidden, mask = hide(test, 0.5, seed=4)
+    model, test, hidden, mask = factor
+    module = model.module_.eval()
     x = torch.as_tensor(model.preprocessor_.transform(hidden))
     before = [p.detach().clone() for p in module.parameters()]
     module.zero_grad(set_to_none=True)  # training's last gradients
     with torch.no_grad():
         encoded = module.encode(torch.nan_to_num(x))
-        refined = module.refine(x, encoded, steps=300, observed=~x.isnan())
+        refined = module.refine(x, encoded, steps=300)  # scores the entries that are not NaN
     exact = exact_posterior_mean(module, x)
     gap = (encoded.loc - exact).norm(dim=1).mean()
     assert (refined.loc - exact).norm(dim=1).mean() < 0.1 * gap
@@ -149,6 +159,28 @@ def test_refined_proposal_reaches_the_exact_posterior_of_a_linear_model():
     assert all(p.grad is None for p in module.parameters())
     errors = [rmse(model.impute(hidden, refine_steps=s), test, mask) for s in (0, 100)]
     assert errors[1] < errors[0], errors
+
+
+def test_refinement_and_draws_in_small_chunks_give_the_same_imputation(factor, monkeypatch):
+    """Rows are refined and drawn in chunks that bound memory; a chunk of 5-7 rows lands on
+    the same posterior means as one chunk of all 100 (up to Monte Carlo noise)."""
+    model, test, hidden, mask = factor
+    whole = model.impute(hidden)
+    monkeypatch.setattr(imputation, "MAX_REFINE_VALUES", imputation.REFINE_DRAWS * 30 * 7)
+    monkeypatch.setattr(imputation, "MAX_DRAW_VALUES", 1000 * 30 * 5)
+    chunked = model.impute(hidden)
+    np.testing.assert_array_equal(chunked[~mask], hidden[~mask])
+    assert rmse(chunked, whole, mask) < 0.1 * rmse(whole, test, mask)
+
+
+def test_refine_takes_no_steps_or_refuses_negative_ones(factor):
+    module = factor[0].module_
+    qz = Normal(torch.zeros(2, 4), torch.ones(2, 4))
+    x = torch.zeros(2, 30)
+    same = module.refine(x, qz, steps=0)
+    assert torch.equal(same.loc, qz.loc) and torch.equal(same.scale, qz.scale)
+    with pytest.raises(ValueError, match="steps must be >= 0"):
+        module.refine(x, qz, steps=-1)
 
 
 def test_imputation_is_reproducible_with_a_seed(masked, data):

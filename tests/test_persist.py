@@ -32,6 +32,19 @@ def test_save_load_gives_identical_outputs(fitted, digits, tmp_path):
     assert loaded.best_epoch_ == fitted.best_epoch_
 
 
+def test_a_shared_scale_round_trips(digits, tmp_path):
+    """isotropic_gaussian keeps one SD, of shape (1,), through safetensors."""
+    X = digits[1][:120]
+    model = vaekit.VAE(
+        n_latent=2, likelihood="isotropic_gaussian", epochs=3, seed=0, verbose=False
+    ).fit(X)
+    model.save(tmp_path / "m")
+    loaded = vaekit.load(tmp_path / "m")
+    assert loaded.module_.likelihood.log_scale.shape == (1,)
+    assert type(loaded.module_.likelihood).__name__ == "IsotropicGaussianLikelihood"
+    np.testing.assert_array_equal(loaded.score_samples(X), model.score_samples(X))
+
+
 def test_config_holds_versions_and_feature_names(digits, tmp_path):
     frame = pd.DataFrame(digits[0][:100], columns=[f"g{i}" for i in range(64)])
     model = vaekit.VAE(n_latent=2, likelihood="bernoulli", epochs=1, seed=0, verbose=False)

@@ -511,8 +511,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         seed: int = 0,
     ) -> np.ndarray:
         """Per-sample anomaly scores, higher = more anomalous: ``"elbo"`` (-ELBO), ``"iwae"``
-        (-log p(x), importance-sampled) or ``"reconstruction"`` (-E_q log p(x|z), An & Cho
-        2015); see :func:`vaekit.analysis.anomaly.anomaly_score`."""
+        (-log p(x), importance-sampled), ``"reconstruction"`` (-E_q log p(x|z), An & Cho
+        2015), ``"deviance"`` (-ELBO + log p(x | saturated)) or ``"mean_deviance"`` (the
+        deviance of x decoded from its posterior mean); see
+        :func:`vaekit.analysis.anomaly.anomaly_score`."""
         from vaekit.analysis.anomaly import anomaly_score
 
         return anomaly_score(self, X, y, method, layer=layer, n_samples=n_samples, seed=seed)

@@ -278,10 +278,14 @@ class VAEModule(nn.Module):
         The encoder's q(z | x) is fitted to the data on average; for a sample with many
         entries missing it can be far from the true posterior (the amortisation gap), which
         leaves importance sampling with a few useful draws out of thousands. Only the
-        ``observed`` entries are scored; the KL is in closed form; the module's own weights
-        are neither changed nor given gradients.
+        ``observed`` entries (by default those that are not NaN) are scored; the KL is in
+        closed form; the module's own weights are neither changed nor given gradients.
         """
-        observed = self.observed(x) if observed is None else observed
+        if steps < 0:
+            raise ValueError(f"steps must be >= 0; got {steps}")
+        if steps == 0:
+            return Normal(qz.loc.detach(), qz.scale.detach(), validate_args=False)
+        observed = ~x.isnan() if observed is None else observed
         loc = qz.loc.detach().clone().requires_grad_(True)
         log_scale = qz.scale.detach().log().clone().requires_grad_(True)
         optimizer = torch.optim.Adam([loc, log_scale], lr=lr)
@@ -292,7 +296,8 @@ class VAEModule(nn.Module):
         with torch.enable_grad():
             for _ in range(steps):
                 q = Normal(loc, log_scale.exp(), validate_args=False)
-                z = self.reparameterize(Normal(loc.expand(n_draws, *loc.shape), q.scale))
+                draws = Normal(loc.expand(n_draws, *loc.shape), q.scale, validate_args=False)
+                z = self.reparameterize(draws)
                 px = self.decode(z.reshape(-1, z.shape[-1]), cs, library)
                 log_px = self.log_px(px, xs, obs).view(n_draws, -1).mean(0)
                 loss = (_prior_kl(q) - log_px).sum()  # samples are independent: one sum

@@ -212,7 +212,8 @@ def _observed_sum(module: VAEModule, values: torch.Tensor, x: torch.Tensor) -> t
     observed = module.observed(x)
     if observed is None:
         return values.sum(-1)
-    return torch.where(observed, values, torch.zeros((), dtype=values.dtype)).sum(-1)
+    zero = torch.zeros((), dtype=values.dtype, device=values.device)
+    return torch.where(observed, values, zero).sum(-1)
 
 
 def saturated_log_prob(px: Distribution, x: torch.Tensor) -> torch.Tensor:
@@ -221,7 +222,7 @@ def saturated_log_prob(px: Distribution, x: torch.Tensor) -> torch.Tensor:
     if fn is None:
         known = sorted(t.__name__ for t in SATURATED)
         raise ValueError(
-            f"the 'deviance' score needs the saturated log-likelihood of {type(px).__name__}, "
+            f"the 'deviance' scores need the saturated log-likelihood of {type(px).__name__}, "
             f"which vaekit has only for {known} (a continuous Bernoulli's is unbounded at 0 "
             "and 1); use method='elbo'"
         )
