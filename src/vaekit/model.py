@@ -146,7 +146,7 @@ class VAEModule(nn.Module):
         observed = self.observed(x) if observed is None else observed
         if observed is None:
             return px.log_prob(x).sum(-1)
-        return _fill(px.log_prob(_fill(x, observed)), observed).sum(-1)
+        return observed_sum(px.log_prob(_fill(x, observed)), observed)
 
     def _hide(self, observed: torch.Tensor | None) -> torch.Tensor | None:
         """The entries the encoder sees in a training step: with ``mask_rate``, each sample
@@ -291,16 +291,11 @@ class VAEModule(nn.Module):
         optimizer = torch.optim.Adam([loc, log_scale], lr=lr)
         # A rate falling to 0 lets the noisy steps settle on the optimum instead of about it.
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 1 - t / steps)
-        xs, cs, obs = x.repeat(n_draws, 1), _repeat(c, n_draws), _repeat(observed, n_draws)
-        library = _repeat(self.library(x, observed), n_draws)
         with torch.enable_grad():
             for _ in range(steps):
                 q = Normal(loc, log_scale.exp(), validate_args=False)
-                draws = Normal(loc.expand(n_draws, *loc.shape), q.scale, validate_args=False)
-                z = self.reparameterize(draws)
-                px = self.decode(z.reshape(-1, z.shape[-1]), cs, library)
-                log_px = self.log_px(px, xs, obs).view(n_draws, -1).mean(0)
-                loss = (_prior_kl(q) - log_px).sum()  # samples are independent: one sum
+                draws = self.importance_draws(x, c, n_draws, q, observed=observed)
+                loss = (_prior_kl(q) - draws.log_px.mean(0)).sum()  # samples are independent
                 loc.grad, log_scale.grad = torch.autograd.grad(loss, [loc, log_scale])
                 optimizer.step()
                 schedule.step()
@@ -429,6 +424,12 @@ def _head(n_in: int, n_out: int, batch_norm: bool) -> nn.Module:
 def _prior_kl(qz: Normal) -> torch.Tensor:
     """(B,) KL(q(z | x) || N(0, I)), in closed form."""
     return kl_divergence(qz, Normal(torch.zeros_like(qz.loc), torch.ones_like(qz.scale))).sum(-1)
+
+
+def observed_sum(values: torch.Tensor, observed: torch.Tensor | None) -> torch.Tensor:
+    """(B,) per-entry ``values`` (B, D) summed over the ``observed`` entries (all when None);
+    the others may hold NaN."""
+    return values.sum(-1) if observed is None else _fill(values, observed).sum(-1)
 
 
 def _fill(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

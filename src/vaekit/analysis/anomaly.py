@@ -20,10 +20,10 @@ from torch.distributions import Bernoulli, Distribution, NegativeBinomial, Norma
 from torch.special import xlogy
 
 from vaekit.likelihoods import ZeroInflatedNegativeBinomial
+from vaekit.model import VAEModule, observed_sum
 
 if TYPE_CHECKING:  # analysis builds on the estimator; only the type is needed here
     from vaekit.estimator import VAE
-    from vaekit.model import VAEModule
 
 
 class Score(NamedTuple):
@@ -70,13 +70,10 @@ def _mean_deviance(model: VAE, X: Any, y: Any, layer: str | None, n: int, seed: 
     # how badly the decoder can rebuild it (MNIST one-class mean AUROC, benchmarks/anomaly.py:
     # 0.966 -> 0.969 over "deviance" with a Bernoulli likelihood, 0.971 -> 0.972 over
     # "reconstruction" with an isotropic Gaussian).
-    module = model.module_
+    def deviance(module: VAEModule, px: Distribution, x: torch.Tensor) -> torch.Tensor:
+        return _saturated(module, px, x) - module.log_px(px, x)
 
-    def deviance(x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-        px = module.decode(module.encode(x, c).loc, c, module.library(x))
-        return _observed_sum(module, saturated_log_prob(px, x) - px.log_prob(x), x)  # (B,)
-
-    return torch.cat(model._map(X, y, layer, deviance)[1]).cpu().double().numpy()
+    return _at_posterior_mean(model, X, y, layer, deviance)
 
 
 SCORES: dict[str, Score] = {
@@ -196,24 +193,30 @@ def saturated_log_likelihood(
     -------
     ndarray, (n_samples,)
     """
+    # Decoded only for its family and its per-feature parameters (scale, dispersion).
+    return _at_posterior_mean(model, X, y, layer, _saturated)
+
+
+def _at_posterior_mean(
+    model: VAE,
+    X: Any,
+    y: Any,
+    layer: str | None,
+    fn: Callable[[VAEModule, Distribution, torch.Tensor], torch.Tensor],
+) -> np.ndarray:
+    """(n,) ``fn(module, px, x)`` per sample, with px decoded from x's posterior mean."""
     module = model.module_
 
-    def saturated(x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-        # Decoded only for its family and its per-feature parameters (scale, dispersion).
-        px = module.decode(module.encode(x, c).loc, c, module.library(x))
-        return _observed_sum(module, saturated_log_prob(px, x), x)  # (B,)
+    def block(x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        return fn(module, module.decode(module.encode(x, c).loc, c, module.library(x)), x)
 
-    return torch.cat(model._map(X, y, layer, saturated)[1]).cpu().double().numpy()
+    return torch.cat(model._map(X, y, layer, block)[1]).cpu().double().numpy()
 
 
-def _observed_sum(module: VAEModule, values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """(B,) ``values`` summed over the entries of x the model counts: with
-    ``missing="mask"`` the observed ones, as its ELBO does (NaN there would make the sum NaN)."""
-    observed = module.observed(x)
-    if observed is None:
-        return values.sum(-1)
-    zero = torch.zeros((), dtype=values.dtype, device=values.device)
-    return torch.where(observed, values, zero).sum(-1)
+def _saturated(module: VAEModule, px: Distribution, x: torch.Tensor) -> torch.Tensor:
+    """(B,) the saturated log-likelihood over the entries the model counts: with
+    ``missing="mask"`` the observed ones, as its ELBO does."""
+    return observed_sum(saturated_log_prob(px, x), module.observed(x))
 
 
 def saturated_log_prob(px: Distribution, x: torch.Tensor) -> torch.Tensor:

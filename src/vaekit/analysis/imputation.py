@@ -288,7 +288,6 @@ def _refine(
             _rows(c, i, size),
             steps=steps,
             n_draws=REFINE_DRAWS,
-            observed=~x[i : i + size].isnan(),
         )
         for i in range(0, len(x), size)
     ]
