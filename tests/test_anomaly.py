@@ -15,7 +15,8 @@ from test_cli import assert_user_error, cli
 from torch.distributions import Bernoulli, ContinuousBernoulli, NegativeBinomial, Normal, Poisson
 
 import vaekit
-from vaekit.analysis.anomaly import SCORES, Calibration, min_control, saturated_log_prob
+from vaekit.analysis.anomaly import SCORES, saturated_log_prob
+from vaekit.calibration import Calibration, min_control
 from vaekit.likelihoods import ZeroInflatedNegativeBinomial
 
 N_FEATURES, RANK, NOISE = 20, 3, 0.1

@@ -150,7 +150,8 @@ def test_refined_proposal_reaches_the_exact_posterior_of_a_linear_model(factor):
     module.zero_grad(set_to_none=True)  # training's last gradients
     with torch.no_grad():
         encoded = module.encode(torch.nan_to_num(x))
-        refined = module.refine(x, encoded, steps=300)  # scores the entries that are not NaN
+        observed = module.batch(x, None, ~x.isnan())  # scores the entries that are not NaN
+        refined = imputation.refine(module, observed, encoded, steps=300)
     exact = exact_posterior_mean(module, x)
     gap = (encoded.loc - exact).norm(dim=1).mean()
     assert (refined.loc - exact).norm(dim=1).mean() < 0.1 * gap
@@ -177,10 +178,10 @@ def test_refine_takes_no_steps_or_refuses_negative_ones(factor):
     module = factor[0].module_
     qz = Normal(torch.zeros(2, 4), torch.ones(2, 4))
     x = torch.zeros(2, 30)
-    same = module.refine(x, qz, steps=0)
+    same = imputation.refine(module, module.batch(x), qz, steps=0)
     assert torch.equal(same.loc, qz.loc) and torch.equal(same.scale, qz.scale)
     with pytest.raises(ValueError, match="steps must be >= 0"):
-        module.refine(x, qz, steps=-1)
+        imputation.refine(module, module.batch(x), qz, steps=-1)
 
 
 def test_imputation_is_reproducible_with_a_seed(masked, data):

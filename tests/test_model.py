@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch.distributions import Normal
 
+from vaekit import iwae
 from vaekit.config import ModelConfig
 from vaekit.model import VAEModule
 
@@ -79,6 +80,8 @@ def test_iwae_converges_to_the_closed_form_of_a_linear_gaussian_model():
     exact = multivariate_normal(mean=b, cov=cov).logpdf(x.numpy())
     for max_rows in (16384, 6 * 7, 4):  # one chunk; chunks of 7 draws; blocks of 4 samples
         gen = torch.Generator().manual_seed(0)
-        est = module.log_likelihood(x, n_samples=20000, max_rows=max_rows, generator=gen)
+        est = iwae.log_likelihood(
+            module, module.batch(x), n_samples=20000, max_rows=max_rows, generator=gen
+        )
         assert np.all(est.numpy() <= exact + 0.05)
         np.testing.assert_allclose(est.numpy(), exact, atol=0.5)

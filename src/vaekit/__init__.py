@@ -1,8 +1,39 @@
-"""vaekit: variational autoencoders for expression tables, single-cell counts, images and more."""
+"""vaekit: variational autoencoders for expression tables, single-cell counts, images and more.
+
+The public names are imported on first use (:pep:`562`), so that importing one part of the
+package, such as :mod:`vaekit.saving`, does not load the layers above it.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from vaekit._version import __version__
-from vaekit.data.readers import read
-from vaekit.estimator import VAE, load
-from vaekit.likelihoods import LIKELIHOODS
+
+if TYPE_CHECKING:
+    from vaekit.data.readers import read
+    from vaekit.likelihoods import LIKELIHOODS
+    from vaekit.vae import VAE, load
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "LIKELIHOODS": "vaekit.likelihoods",
+    "VAE": "vaekit.vae",
+    "load": "vaekit.vae",
+    "read": "vaekit.data.readers",
+}
 
 __all__ = ["LIKELIHOODS", "VAE", "__version__", "load", "read"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'vaekit' has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # imported once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

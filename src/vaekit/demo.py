@@ -12,9 +12,9 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from vaekit.atomic import atomic_dir, check_parent
-from vaekit.estimator import VAE
 from vaekit.plot import prior_samples, reconstruction_pairs, save_figure
 from vaekit.report import build_report
+from vaekit.vae import VAE
 
 
 @dataclass

@@ -1,9 +1,16 @@
-"""The user-facing VAE, with scikit-learn conventions: fit / transform / sample / save / load."""
+"""The estimator, with scikit-learn conventions: fit / transform / sample / score / save.
+
+:class:`BaseVAE` is everything the model does by itself, and the public way analyses reach
+it: :meth:`BaseVAE.prepare` validates and preprocesses inputs once, :meth:`BaseVAE.map_batches`
+runs a function over batches of them. The user-facing :class:`vaekit.VAE` (:mod:`vaekit.vae`)
+adds the methods that call analyses; nothing here imports :mod:`vaekit.analysis`.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,9 +21,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from vaekit import fitting, saving
 from vaekit._runtime import epoch_progress, seeded
+from vaekit.batch import Batch
 from vaekit.covariates import CovariateEncoder
-from vaekit.data import as_rows
+from vaekit.data import DenseRows, SparseRows, as_rows
 from vaekit.data.preprocess import Preprocessor
+from vaekit.iwae import log_likelihood as iwae_log_likelihood
 from vaekit.model import VAEModule
 from vaekit.presets import check_settings, resolve
 from vaekit.train import train
@@ -35,7 +44,35 @@ NO_MASK_HINT = (
 )
 
 
-class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+@dataclass(frozen=True)
+class Prepared:
+    """Inputs of a fitted model, validated once (:meth:`BaseVAE.prepare`).
+
+    Attributes
+    ----------
+    given : Table
+        X as given, validated (all its columns, in its order).
+    inputs : Table
+        X matched to the fitted features, before preprocessing.
+    table : Table
+        The preprocessed values the decoder models, named by ``features_``.
+    rows : DenseRows or SparseRows
+        ``table.X`` as dense float32 rows on the model's device, handed out by index.
+    covariates : Tensor or None
+        (n, n_covariates) the encoded conditions.
+    """
+
+    given: Table
+    inputs: Table
+    table: Table
+    rows: DenseRows | SparseRows
+    covariates: torch.Tensor | None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Variational autoencoder with a choice of likelihood, optionally conditioned on y.
 
     Every setting left at None takes the ``preset``'s value, else the default in brackets
@@ -219,7 +256,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X: Any, y: Any = None, *, layer: str | None = None) -> VAE:
+    def fit(self, X: Any, y: Any = None, *, layer: str | None = None) -> BaseVAE:
         """Train on X (samples x features), conditioned on y when given.
 
         Parameters
@@ -292,24 +329,55 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return self.module_.config.n_latent
 
     # ------------------------------------------------------------------ inference
-    def _inputs(self, X: Any, y: Any, layer: str | None) -> tuple[Table, Any, torch.Tensor | None]:
-        """Validate X against the fitted features, preprocess it and encode y, before any work."""
+    def prepare(
+        self, X: Any, y: Any = None, *, layer: str | None = None, allow_nan: bool | None = None
+    ) -> Prepared:
+        """X and y as the module reads them, validated once before any work: X matched to the
+        fitted features (by name, else by count), preprocessed and checked against the
+        likelihood; y encoded.
+
+        Parameters
+        ----------
+        X : array-like, DataFrame, sparse matrix, tensor or AnnData
+        y : optional
+            Conditions of a conditional model (None for another).
+        layer : str, optional
+            The AnnData layer to use instead of ``X``.
+        allow_nan : bool, optional
+            Whether NaN (missing entries) may pass; by default only for a model fitted with
+            ``missing="mask"``. Imputation takes NaN from any model.
+
+        Returns
+        -------
+        Prepared
+
+        Examples
+        --------
+        >>> prepared = model.prepare(X)  # doctest: +SKIP
+        >>> model.map_batches(prepared, lambda b: model.module_.encode(b.x).loc)  # doctest: +SKIP
+        """
         check_is_fitted(self, "module_")
         masked = self.module_.config.missing == "mask"
-        table = as_table(X, layer=layer, allow_nan=masked, nan_hint=NO_MASK_HINT)
+        allow_nan = masked if allow_nan is None else allow_nan
+        given = as_table(X, layer=layer, allow_nan=allow_nan, nan_hint=NO_MASK_HINT)
         names = getattr(self, "feature_names_in_", None)
-        table = align_features(table, self.n_features_in_, names)
+        inputs = align_features(given, self.n_features_in_, names)
         data = fitting.model_table(
-            self.preprocessor_.transform(table.X),
-            table,
+            self.preprocessor_.transform(inputs.X),
+            inputs,
             self.preprocessor_,
             self.settings_["likelihood"],
-            masked,
+            allow_nan,
         )
-        cov = self._covariates(resolve_y(X, y), data.X.shape[0])
-        return data, as_rows(data.X, self._device), cov
+        cov = self.encode_conditions(resolve_y(X, y), data.X.shape[0])
+        return Prepared(given, inputs, data, as_rows(data.X, self._device), cov)
 
-    def _covariates(self, y: Any, n: int, broadcast: bool = False) -> torch.Tensor | None:
+    def encode_conditions(
+        self, y: Any, n: int, *, broadcast: bool = False
+    ) -> torch.Tensor | None:
+        """(n, n_covariates) y encoded for the module, on its device; None for a model fitted
+        without y. With ``broadcast``, one condition serves all n rows."""
+        check_is_fitted(self, "module_")
         if self.covariates_ is None:
             if y is not None:
                 raise ValueError("this model was fitted without y; call it without y")
@@ -320,24 +388,38 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return self.covariates_.transform(y, n, broadcast).to(self._device)
 
     @torch.no_grad()
-    def _map(
-        self, X: Any, y: Any, layer: str | None, fn: Callable, seed: int = 0
-    ) -> tuple[Table, list]:
-        """Apply ``fn(x, c)`` to batches of rows in eval mode; return the per-batch outputs."""
-        table, rows, cov = self._inputs(X, y, layer)
-        self.module_.eval()
+    def map_batches(
+        self,
+        prepared: Prepared,
+        fn: Callable[[Batch], Any],
+        *,
+        seed: int = 0,
+        batch_rows: int = INFERENCE_BATCH,
+    ) -> list:
+        """``fn(batch)`` for consecutive batches of ``batch_rows`` rows of ``prepared``, in
+        eval mode, without gradients, with torch's generators seeded by ``seed``; the
+        per-batch outputs in order. Each :class:`~vaekit.batch.Batch` holds its rows, the mask
+        of observed entries, the conditions and the library sizes."""
+        module = self.module_.eval()
         outputs = []
         with seeded(seed, self._device):
-            for idx in torch.arange(len(rows)).split(INFERENCE_BATCH):
-                c = None if cov is None else cov[idx.to(cov.device)]
-                outputs.append(fn(rows.take(idx), c))
-        return table, outputs
+            for idx in torch.arange(len(prepared)).split(batch_rows):
+                c = prepared.covariates
+                c = None if c is None else c[idx.to(c.device)]
+                outputs.append(fn(module.batch(prepared.rows.take(idx), c)))
+        return outputs
+
+    def _map(
+        self, X: Any, y: Any, layer: str | None, fn: Callable[[Batch], Any], seed: int = 0
+    ) -> tuple[Table, list]:
+        prepared = self.prepare(X, y, layer=layer)
+        return prepared.table, self.map_batches(prepared, fn, seed=seed)
 
     def encode(
         self, X: Any, y: Any = None, *, layer: str | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Posterior means and log-variances, each (n_samples, n_latent)."""
-        _, parts = self._map(X, y, layer, lambda x, c: self.module_.encode(x, c))
+        _, parts = self._map(X, y, layer, lambda b: self.module_.encode(b.x, b.condition))
         mean = torch.cat([q.loc for q in parts]).cpu().numpy()
         logvar = torch.cat([2 * q.scale.log() for q in parts]).cpu().numpy()
         return mean, logvar
@@ -352,9 +434,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """Expected value of p(x | z = posterior mean), in the (preprocessed) space the decoder
         models; a DataFrame with sample and feature names when X had sample names."""
 
-        def mean(x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        def mean(b: Batch) -> torch.Tensor:
             m = self.module_
-            return m.decode(m.encode(x, c).loc, c, m.library(x)).mean
+            return m.decode(m.encode(b.x, b.condition).loc, b.condition, b.library).mean
 
         table, parts = self._map(X, y, layer, mean)
         out = torch.cat(parts).cpu().numpy()
@@ -376,8 +458,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1; got {n_samples}")
 
-        def terms(x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-            outs = [self.module_.loss(x, c) for _ in range(n_samples)]
+        def terms(b: Batch) -> torch.Tensor:
+            outs = [self.module_.loss(b.x, b.condition) for _ in range(n_samples)]
             return torch.stack([torch.stack([o.reconstruction, o.kl]) for o in outs]).mean(0)
 
         table, parts = self._map(X, y, layer, terms, seed)
@@ -417,8 +499,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1; got {n_samples}")
 
-        def iwae(x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-            return self.module_.log_likelihood(x, c, n_samples)  # draws chunked inside
+        def iwae(b: Batch) -> torch.Tensor:
+            return iwae_log_likelihood(self.module_, b, n_samples)  # draws chunked inside
 
         return torch.cat(self._map(X, y, layer, iwae, seed)[1]).cpu().double().numpy()
 
@@ -470,7 +552,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             )
         if not np.isfinite(Z).all():
             raise ValueError("latent points hold NaN or infinite values")
-        cov = self._covariates(y, len(Z), broadcast=True)
+        cov = self.encode_conditions(y, len(Z), broadcast=True)
         parts = []
         with seeded(seed, self._device):
             for idx in torch.arange(len(Z)).split(INFERENCE_BATCH):
@@ -482,182 +564,6 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 parts.append(px.mean if mean else px.sample())
         return torch.cat(parts).cpu().numpy()
 
-    # ------------------------------------------------------------------ latent space
-    def interpolate(
-        self, a: Any, b: Any, steps: int = 8, method: str = "linear", y: Any = None, **kw: Any
-    ) -> Any:
-        """Decode a path from ``a`` to ``b`` (samples, or latent points with ``latent=True``);
-        see :func:`vaekit.analysis.interpolate`."""
-        from vaekit.analysis.paths import interpolate  # analysis builds on this module
-
-        return interpolate(self, a, b, steps=steps, method=method, y=y, **kw)
-
-    def traverse(self, x: Any = None, features: Any = None, **kw: Any) -> Any:
-        """Vary one latent feature at a time around ``x`` (or the origin), decoded; see
-        :func:`vaekit.analysis.traverse`."""
-        from vaekit.analysis.paths import traverse
-
-        return traverse(self, x, features, **kw)
-
-    # ------------------------------------------------------------------ anomalies
-    def anomaly_score(
-        self,
-        X: Any,
-        y: Any = None,
-        method: str = "elbo",
-        *,
-        layer: str | None = None,
-        n_samples: int | None = None,
-        seed: int = 0,
-    ) -> np.ndarray:
-        """Per-sample anomaly scores, higher = more anomalous: ``"elbo"`` (-ELBO), ``"iwae"``
-        (-log p(x), importance-sampled), ``"reconstruction"`` (-E_q log p(x|z), An & Cho
-        2015), ``"deviance"`` (-ELBO + log p(x | saturated)) or ``"mean_deviance"`` (the
-        deviance of x decoded from its posterior mean); see
-        :func:`vaekit.analysis.anomaly.anomaly_score`."""
-        from vaekit.analysis.anomaly import anomaly_score
-
-        return anomaly_score(self, X, y, method, layer=layer, n_samples=n_samples, seed=seed)
-
-    def calibrate(
-        self,
-        X_control: Any,
-        y: Any = None,
-        fpr: float = 0.05,
-        method: str = "elbo",
-        *,
-        layer: str | None = None,
-        n_samples: int | None = None,
-    ) -> VAE:
-        """Set ``calibration_`` from control samples held out from training, so that
-        :meth:`is_anomaly` flags a share ``fpr`` of such samples; returns self."""
-        from vaekit.analysis.anomaly import calibrate
-
-        self.calibration_ = calibrate(
-            self, X_control, y, fpr=fpr, method=method, layer=layer, n_samples=n_samples
-        )
-        return self
-
-    def is_anomaly(self, X: Any, y: Any = None, *, layer: str | None = None) -> np.ndarray:
-        """Boolean flags: score above the threshold set by :meth:`calibrate`."""
-        check_is_fitted(self, "calibration_", msg="call calibrate(X_control) before is_anomaly")
-        cal = self.calibration_
-        return cal.flags(self.anomaly_score(X, y, cal.method, layer=layer, n_samples=cal.n_samples))
-
-    def anomaly_contributions(
-        self, X: Any, y: Any = None, *, layer: str | None = None, n_samples: int = 10, seed: int = 0
-    ) -> pd.DataFrame:
-        """Per sample and feature, -E_q log p(x_j | z): which genes or pixels make a sample
-        anomalous; see :func:`vaekit.analysis.anomaly.contributions`."""
-        from vaekit.analysis.anomaly import contributions
-
-        return contributions(self, X, y, layer=layer, n_samples=n_samples, seed=seed)
-
-    # ------------------------------------------------------------------ missing values
-    def impute(
-        self,
-        X: Any,
-        y: Any = None,
-        *,
-        n_iter: int = 50,
-        n_samples: int = 1000,
-        n_imputations: int | None = None,
-        method: str = "importance",
-        seed: int = 0,
-        layer: str | None = None,
-        refine_steps: int = 100,
-    ) -> Any:
-        """X with its NaN entries filled in, in X's own space and container (observed entries
-        unchanged); with ``n_imputations=m``, a list of m completed copies, each with its own
-        draw. ``method`` is ``"importance"`` (MIWAE, Mattei & Frellsen 2019, from a proposal
-        fitted to each sample by ``refine_steps`` steps) or ``"gibbs"`` (Rezende et al. 2014's
-        pseudo-Gibbs); see :func:`vaekit.analysis.imputation.impute`.
-
-        Examples
-        --------
-        >>> X_full = model.impute(X_with_nan)  # doctest: +SKIP
-        """
-        from vaekit.analysis.imputation import impute
-
-        return impute(
-            self,
-            X,
-            y,
-            n_iter=n_iter,
-            n_samples=n_samples,
-            n_imputations=n_imputations,
-            method=method,
-            seed=seed,
-            layer=layer,
-            refine_steps=refine_steps,
-        )
-
-    # ------------------------------------------------------------------ interpretation
-    @torch.no_grad()
-    def loadings(
-        self,
-        X: Any = None,
-        y: Any = None,
-        *,
-        layer: str | None = None,
-        n_samples: int = 1000,
-        seed: int = 0,
-    ) -> pd.DataFrame:
-        """How much each latent feature moves each modelled feature (gene), read from the decoder.
-
-        Parameters
-        ----------
-        X : array-like, optional
-            Data over which a deep decoder's Jacobian is averaged (at the posterior means of
-            at most ``n_samples`` random rows); without it, ``n_samples`` draws from the prior.
-            Linear and single-layer decoders need no data: their (batch-norm-folded) weights
-            are the loadings.
-        y : optional
-            Conditions of X, or one condition for the prior draws, for a conditional model.
-
-        Returns
-        -------
-        DataFrame, (n_latent, n_features)
-            Index 0..n_latent-1, columns ``features_``; ``.attrs["method"]`` is ``"linear"``,
-            ``"weights"`` or ``"jacobian"``.
-
-        Examples
-        --------
-        >>> model.loadings().loc[3].nlargest(5)  # doctest: +SKIP
-        """
-        check_is_fitted(self, "module_")
-        module = self.module_.eval()
-        z = c = library = None
-        if not module.one_layer_decoder:
-            z, c, library = self._jacobian_points(X, y, layer, n_samples, seed)
-        with torch.enable_grad():
-            values, method = module.loadings(z, c, library)
-        frame = pd.DataFrame(values.cpu().double().numpy(), columns=list(self.features_))
-        frame.index.name = "feature"
-        frame.attrs["method"] = method
-        return frame
-
-    def _jacobian_points(
-        self, X: Any, y: Any, layer: str | None, n_samples: int, seed: int
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Latent points (with conditions and library sizes) over which to average a Jacobian:
-        the posterior means of X, else draws from the prior."""
-        module = self.module_
-        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}")
-        if X is not None:
-            _, rows, cov = self._inputs(X, y, layer)
-            # A random subset of n_samples rows estimates the average well and bounds the cost.
-            idx = np.random.default_rng(seed).permutation(len(rows))[:n_samples]
-            idx = torch.from_numpy(np.sort(idx))
-            x, c = rows.take(idx), None if cov is None else cov[idx.to(cov.device)]
-            return module.encode(x, c).loc, c, module.library(x)
-        cov = self._covariates(y, n_samples, broadcast=True)
-        with seeded(seed, self._device):
-            z = torch.randn(n_samples, module.config.n_latent, device=self._device)
-            library = module.sample_library(n_samples) if module.likelihood.uses_library else None
-        return z, cov, library
-
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike, metadata: dict | None = None) -> None:
         """Write ``config.json`` and ``weights.safetensors`` into the folder ``path`` atomically.
@@ -666,13 +572,3 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "module_")
         saving.write(self, path, metadata)
-
-
-def load(path: str | os.PathLike) -> VAE:
-    """Load a model saved with :meth:`VAE.save`; nothing is unpickled.
-
-    Examples
-    --------
-    >>> model = vaekit.load("my_model")  # doctest: +SKIP
-    """
-    return saving.read(VAE, path)

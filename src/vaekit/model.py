@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution, Normal, kl_divergence
 
+from vaekit.batch import Batch
 from vaekit.config import ModelConfig
 from vaekit.likelihoods import Likelihood, get_likelihood
 from vaekit.nn import get_architecture
@@ -129,6 +130,14 @@ class VAEModule(nn.Module):
         None otherwise (every entry counts)."""
         return ~x.isnan() if self.config.missing == "mask" else None
 
+    def batch(
+        self, x: torch.Tensor, c: torch.Tensor | None = None, observed: torch.Tensor | None = None
+    ) -> Batch:
+        """x with what every pass needs, computed once: the ``observed`` entries (by default as
+        :meth:`observed`), the conditions ``c`` and the library sizes (:meth:`library`)."""
+        observed = self.observed(x) if observed is None else observed
+        return Batch(x, observed, c, self.library(x, observed))
+
     def _encoder_input(self, x: torch.Tensor, visible: torch.Tensor | None) -> torch.Tensor:
         """x as the likelihood shows it to the encoder; with a mask, hidden entries set to 0
         and the 0/1 mask appended (B, 2 * D), so that a 0 reads as unknown, not as a value
@@ -209,165 +218,49 @@ class VAEModule(nn.Module):
         """The negative ELBO, reconstruction + kl_weight * KL, averaged over the batch; with
         ``iw_samples`` = k > 1, the negative importance-weighted bound of Burda et al. (2016)
         instead (``reconstruction`` is then the mean over the k draws)."""
+        batch = self.batch(x, c)  # once per step: the mask is used three times
         if iw_samples > 1:
-            return self._iw_loss(x, c, kl_weight, generator, iw_samples)
-        observed = self.observed(x)  # once per step: the mask is used three times
-        qz = self.encode(x, c, self._hide(observed))
+            return self._iw_loss(batch, kl_weight, generator, iw_samples)
+        qz = self.encode(batch.x, batch.condition, self._hide(batch.observed))
         z = self.reparameterize(qz, generator)
-        px = self.decode(z, c, self.library(x, observed))
-        reconstruction = -self.log_px(px, x, observed)
-        kl = _prior_kl(qz)
+        px = self.decode(z, batch.condition, batch.library)
+        reconstruction = -self.log_px(px, batch.x, batch.observed)
+        kl = prior_kl(qz)
         loss = (reconstruction + kl_weight * kl).mean()
         return LossOutput(loss, reconstruction, kl, kl_weight, qz)
 
     def _iw_loss(
-        self,
-        x: torch.Tensor,
-        c: torch.Tensor | None,
-        kl_weight: float,
-        generator: torch.Generator | None,
-        k: int,
+        self, batch: Batch, kl_weight: float, generator: torch.Generator | None, k: int
     ) -> LossOutput:
         """-log mean_k w_k with log w = log p(x|z) + kl_weight * (log p(z) - log q(z|x)): the
         tighter bound trains a decoder with a higher log p(x) and an encoder whose posterior
         need not cover only one mode (Burda et al. 2016). kl_weight < 1 tempers the bound
         during a warm-up, as it does the ELBO."""
-        observed = self.observed(x)
-        qz = self.encode(x, c, self._hide(observed))
-        draws = self.importance_draws(x, c, k, qz, generator, observed)
+        qz = self.encode(batch.x, batch.condition, self._hide(batch.observed))
+        draws = self.importance_draws(batch, k, qz, generator)
         bound = torch.logsumexp(draws.log_px - kl_weight * draws.log_ratio, dim=0) - math.log(k)
-        return LossOutput(-bound.mean(), -draws.log_px.mean(0), _prior_kl(qz), kl_weight, qz)
+        return LossOutput(-bound.mean(), -draws.log_px.mean(0), prior_kl(qz), kl_weight, qz)
 
     def importance_draws(
         self,
-        x: torch.Tensor,
-        c: torch.Tensor | None,
+        batch: Batch,
         k: int,
         qz: Normal | None = None,
         generator: torch.Generator | None = None,
-        observed: torch.Tensor | None = None,
     ) -> ImportanceDraws:
         """``k`` draws z_k from the proposal ``qz`` (by default q(z | x)), decoded, with the
         parts of their log importance weight log p(x|z_k) + log p(z_k) - log q(z_k). Only the
-        ``observed`` entries of x are scored (as :meth:`log_px`), so any proposal gives a
-        consistent estimate of p(x_obs) (Burda et al. 2016; Mattei & Frellsen 2019)."""
-        observed = self.observed(x) if observed is None else observed
-        qz = self.encode(x, c, observed) if qz is None else qz
-        n = len(x)
-        eps = torch.randn((k, *qz.loc.shape), generator=generator, device=x.device)
+        ``observed`` entries of the batch are scored (as :meth:`log_px`), so any proposal gives
+        a consistent estimate of p(x_obs) (Burda et al. 2016; Mattei & Frellsen 2019)."""
+        qz = self.encode(batch.x, batch.condition, batch.observed) if qz is None else qz
+        n = len(batch)
+        eps = torch.randn((k, *qz.loc.shape), generator=generator, device=batch.x.device)
         z = qz.loc + qz.scale * eps  # (k, B, L)
-        library = _repeat(self.library(x, observed), k)
-        px = self.decode(z.reshape(k * n, -1), _repeat(c, k), library)
-        log_px = self.log_px(px, x.repeat(k, 1), _repeat(observed, k)).view(k, n)
+        copies = batch.repeat(k)
+        px = self.decode(z.reshape(k * n, -1), copies.condition, copies.library)
+        log_px = self.log_px(px, copies.x, copies.observed).view(k, n)
         log_ratio = (qz.log_prob(z) - Normal(0.0, 1.0).log_prob(z)).sum(-1)  # (k, B)
         return ImportanceDraws(z, log_px, log_ratio, px)
-
-    def refine(
-        self,
-        x: torch.Tensor,
-        qz: Normal,
-        c: torch.Tensor | None = None,
-        steps: int = 100,
-        lr: float = 0.05,
-        n_draws: int = 8,
-        observed: torch.Tensor | None = None,
-    ) -> Normal:
-        """q(z) of each sample of x fitted to that sample alone by ``steps`` of Adam on its ELBO,
-        starting from ``qz``: semi-amortised inference (Kim et al. 2018).
-
-        The encoder's q(z | x) is fitted to the data on average; for a sample with many
-        entries missing it can be far from the true posterior (the amortisation gap), which
-        leaves importance sampling with a few useful draws out of thousands. Only the
-        ``observed`` entries (by default those that are not NaN) are scored; the KL is in
-        closed form; the module's own weights are neither changed nor given gradients.
-        """
-        if steps < 0:
-            raise ValueError(f"steps must be >= 0; got {steps}")
-        if steps == 0:
-            return Normal(qz.loc.detach(), qz.scale.detach(), validate_args=False)
-        observed = ~x.isnan() if observed is None else observed
-        loc = qz.loc.detach().clone().requires_grad_(True)
-        log_scale = qz.scale.detach().log().clone().requires_grad_(True)
-        optimizer = torch.optim.Adam([loc, log_scale], lr=lr)
-        # A rate falling to 0 lets the noisy steps settle on the optimum instead of about it.
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 1 - t / steps)
-        with torch.enable_grad():
-            for _ in range(steps):
-                q = Normal(loc, log_scale.exp(), validate_args=False)
-                draws = self.importance_draws(x, c, n_draws, q, observed=observed)
-                loss = (_prior_kl(q) - draws.log_px.mean(0)).sum()  # samples are independent
-                loc.grad, log_scale.grad = torch.autograd.grad(loss, [loc, log_scale])
-                optimizer.step()
-                schedule.step()
-        return Normal(loc.detach(), log_scale.detach().exp(), validate_args=False)
-
-    @torch.no_grad()
-    def log_likelihood(
-        self,
-        x: torch.Tensor,
-        c: torch.Tensor | None = None,
-        n_samples: int = 1000,
-        max_rows: int = 1024,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """(B,) importance-sampled log p(x) with q(z | x) as proposal (Burda et al. 2016).
-
-        log p(x) ~ logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K. Samples and
-        draws are decoded in blocks of about ``max_rows`` rows: on a CPU, ~1000 rows keep the
-        decoder's activations in cache and run several times faster than one huge batch.
-        """
-        blocks = [
-            self._log_likelihood_block(
-                x[i : i + max_rows], _slice(c, i, max_rows), n_samples, max_rows, generator
-            )
-            for i in range(0, len(x), max_rows)
-        ]
-        return torch.cat(blocks)
-
-    def _log_likelihood_block(
-        self,
-        x: torch.Tensor,
-        c: torch.Tensor | None,
-        n_samples: int,
-        max_rows: int,
-        generator: torch.Generator | None,
-    ) -> torch.Tensor:
-        qz = self.encode(x, c)
-        chunk = max(1, min(n_samples, max_rows // len(x)))
-        parts = []
-        for start in range(0, n_samples, chunk):
-            k = min(chunk, n_samples - start)
-            draws = self.importance_draws(x, c, k, qz, generator)
-            parts.append(torch.logsumexp(draws.log_px - draws.log_ratio, dim=0))  # (B,)
-        return torch.logsumexp(torch.stack(parts), dim=0) - math.log(n_samples)
-
-    def loadings(
-        self,
-        z: torch.Tensor | None = None,
-        c: torch.Tensor | None = None,
-        library: torch.Tensor | None = None,
-        max_rows: int = 1024,
-    ) -> tuple[torch.Tensor, str]:
-        """(n_latent, n_input) effect of each latent feature on each feature of x, and the method.
-
-        Without hidden decoder layers z acts on x through one linear map: its weights, with a
-        batch norm folded in, are exact (``"linear"`` for the linear decoder, ``"weights"`` for
-        Tybalt's single layer; in the likelihood's parameter space, e.g. logits or
-        log-proportions). A deeper decoder's loadings are the Jacobian of the decoder's mean
-        with respect to z averaged over the rows of ``z`` (``"jacobian"``, in units of x per
-        unit of z), with their conditions ``c`` and library sizes.
-        """
-        if self.one_layer_decoder:
-            method = "linear" if self.config.decoder == "linear" else "weights"
-            return self.latent_weights().detach().T, method
-        if z is None:
-            raise ValueError("the loadings of a deep decoder are averaged over latent points z")
-        total = torch.zeros(self.config.n_latent, self.config.n_input, device=z.device)
-        for i in range(0, len(z), max_rows):
-            total += self._jacobian_sum(
-                z[i : i + max_rows], _slice(c, i, max_rows), _slice(library, i, max_rows)
-            )
-        return total / len(z), "jacobian"
 
     @property
     def one_layer_decoder(self) -> bool:
@@ -380,23 +273,6 @@ class VAEModule(nn.Module):
         norm): the loadings of a one-layer decoder, and what ``loadings_l1`` makes sparse."""
         first = self.likelihood.out if self.one_layer_decoder else self.decoder.layers[0][0]
         return _folded_weights(first)[:, : self.config.n_latent]
-
-    def _jacobian_sum(
-        self, z: torch.Tensor, c: torch.Tensor | None, library: torch.Tensor | None
-    ) -> torch.Tensor:
-        """(n_latent, n_input) d mean(x) / d z summed over rows, one forward-mode pass per
-        latent feature (cheaper than the full (B, n_input, n_latent) Jacobian)."""
-
-        def mean(z: torch.Tensor) -> torch.Tensor:
-            return self.decode(z, c, library).mean
-
-        rows = []
-        for j in range(z.shape[1]):
-            tangent = torch.zeros_like(z)
-            tangent[:, j] = 1.0
-            rows.append(torch.func.jvp(mean, (z,), (tangent,))[1].sum(0))
-        return torch.stack(rows)
-
 
 def _folded_weights(out: nn.Module) -> torch.Tensor:
     """(n_out, n_in) weights of a Linear, or of Linear -> BatchNorm1d with the batch norm's
@@ -421,7 +297,7 @@ def _head(n_in: int, n_out: int, batch_norm: bool) -> nn.Module:
     return nn.Sequential(linear, nn.BatchNorm1d(n_out)) if batch_norm else linear
 
 
-def _prior_kl(qz: Normal) -> torch.Tensor:
+def prior_kl(qz: Normal) -> torch.Tensor:
     """(B,) KL(q(z | x) || N(0, I)), in closed form."""
     return kl_divergence(qz, Normal(torch.zeros_like(qz.loc), torch.ones_like(qz.scale))).sum(-1)
 
@@ -435,11 +311,3 @@ def observed_sum(values: torch.Tensor, observed: torch.Tensor | None) -> torch.T
 def _fill(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """x where ``keep``, else 0 (a where, not a product: NaN * 0 is NaN, in gradients too)."""
     return torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device))
-
-
-def _slice(t: torch.Tensor | None, start: int, size: int) -> torch.Tensor | None:
-    return None if t is None else t[start : start + size]
-
-
-def _repeat(t: torch.Tensor | None, k: int) -> torch.Tensor | None:
-    return None if t is None else t.repeat(k, 1)

@@ -21,6 +21,7 @@ import torch
 
 from vaekit import persist
 from vaekit.atomic import atomic_file
+from vaekit.calibration import Calibration
 from vaekit.config import ModelConfig
 from vaekit.covariates import CovariateEncoder
 from vaekit.data.preprocess import Preprocessor
@@ -86,7 +87,7 @@ def read(cls: type, path: str | os.PathLike) -> Any:
         if k.startswith(PREPROCESS_PREFIX)
     }
     weights = {k: v for k, v in weights.items() if not k.startswith(PREPROCESS_PREFIX)}
-    module = VAEModule(ModelConfig.from_dict(config["model"])).to(model._device)
+    module = VAEModule(ModelConfig.from_dict(config["model"])).to(torch.device(model.device))
     persist.check_weights(module.state_dict(), weights, f"{path}/{persist.WEIGHTS_FILE}")
     module.load_state_dict(weights)
     model.module_ = module.eval()
@@ -112,15 +113,12 @@ def read(cls: type, path: str | os.PathLike) -> Any:
     model.history_ = pd.DataFrame(training["history"]).set_index("epoch")
     model.metadata_ = config.get("metadata", {})
     if config.get("calibration") is not None:
-        # Imported here: analysis builds on the estimator, which imports this module.
-        from vaekit.analysis.anomaly import Calibration
-
         model.calibration_ = Calibration.from_dict(config["calibration"])
     return model
 
 
-def write_calibration(path: str | os.PathLike, calibration: Any) -> None:
-    """Store ``calibration`` (a :class:`vaekit.analysis.anomaly.Calibration`, or None to remove
+def write_calibration(path: str | os.PathLike, calibration: Calibration | None) -> None:
+    """Store ``calibration`` (a :class:`vaekit.calibration.Calibration`, or None to remove
     it) in the model folder ``path``, replacing ``config.json`` atomically; the weights are
     left as they are."""
     config, _ = persist.read_model_dir(path)  # checks that the folder holds a model

@@ -1,18 +1,50 @@
-"""Analyses built on a fitted :class:`vaekit.VAE`."""
+"""Analyses built on a fitted model (:class:`vaekit.estimator.BaseVAE`).
 
-from vaekit.analysis.anomaly import Calibration, anomaly_score, calibrate, contributions
-from vaekit.analysis.associations import associate
-from vaekit.analysis.evaluation import evaluate
-from vaekit.analysis.generation import generate
-from vaekit.analysis.interpretation import heaviest, high_weight_genes, top_genes
-from vaekit.analysis.paths import (
-    LatentPath,
-    Traversal,
-    interpolate,
-    midpoint,
-    to_image_grid,
-    traverse,
-)
+The names below are imported on first use (:pep:`562`): importing one analysis loads only
+what it needs.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vaekit.analysis.anomaly import anomaly_score, calibrate, contributions
+    from vaekit.analysis.associations import associate
+    from vaekit.analysis.evaluation import evaluate
+    from vaekit.analysis.generation import generate
+    from vaekit.analysis.interpretation import heaviest, high_weight_genes, loadings, top_genes
+    from vaekit.analysis.paths import (
+        LatentPath,
+        Traversal,
+        interpolate,
+        midpoint,
+        to_image_grid,
+        traverse,
+    )
+    from vaekit.calibration import Calibration
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "Calibration": "vaekit.calibration",
+    "LatentPath": "vaekit.analysis.paths",
+    "Traversal": "vaekit.analysis.paths",
+    "anomaly_score": "vaekit.analysis.anomaly",
+    "associate": "vaekit.analysis.associations",
+    "calibrate": "vaekit.analysis.anomaly",
+    "contributions": "vaekit.analysis.anomaly",
+    "evaluate": "vaekit.analysis.evaluation",
+    "generate": "vaekit.analysis.generation",
+    "heaviest": "vaekit.analysis.interpretation",
+    "high_weight_genes": "vaekit.analysis.interpretation",
+    "interpolate": "vaekit.analysis.paths",
+    "loadings": "vaekit.analysis.interpretation",
+    "midpoint": "vaekit.analysis.paths",
+    "to_image_grid": "vaekit.analysis.paths",
+    "top_genes": "vaekit.analysis.interpretation",
+    "traverse": "vaekit.analysis.paths",
+}
 
 __all__ = [
     "Calibration",
@@ -27,8 +59,21 @@ __all__ = [
     "heaviest",
     "high_weight_genes",
     "interpolate",
+    "loadings",
     "midpoint",
     "to_image_grid",
     "top_genes",
     "traverse",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'vaekit.analysis' has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # imported once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -7,10 +7,7 @@ line in :data:`SCORES`.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -19,11 +16,13 @@ import torch
 from torch.distributions import Bernoulli, Distribution, NegativeBinomial, Normal, Poisson
 from torch.special import xlogy
 
+from vaekit.calibration import Calibration, check_fpr, min_control  # noqa: F401 - re-exported
 from vaekit.likelihoods import ZeroInflatedNegativeBinomial
 from vaekit.model import VAEModule, observed_sum
 
-if TYPE_CHECKING:  # analysis builds on the estimator; only the type is needed here
-    from vaekit.estimator import VAE
+if TYPE_CHECKING:
+    from vaekit.batch import Batch
+    from vaekit.estimator import BaseVAE
 
 
 class Score(NamedTuple):
@@ -41,21 +40,27 @@ class Score(NamedTuple):
     n_samples: int
 
 
-def _negative_elbo(model: VAE, X: Any, y: Any, layer: str | None, n: int, seed: int) -> np.ndarray:
+def _negative_elbo(
+    model: BaseVAE, X: Any, y: Any, layer: str | None, n: int, seed: int
+) -> np.ndarray:
     return -model.score_samples(X, y, layer=layer, n_samples=n, seed=seed)
 
 
-def _negative_iwae(model: VAE, X: Any, y: Any, layer: str | None, n: int, seed: int) -> np.ndarray:
+def _negative_iwae(
+    model: BaseVAE, X: Any, y: Any, layer: str | None, n: int, seed: int
+) -> np.ndarray:
     return -model.log_likelihood(X, y, layer=layer, n_samples=n, seed=seed)
 
 
-def _reconstruction(model: VAE, X: Any, y: Any, layer: str | None, n: int, seed: int) -> np.ndarray:
+def _reconstruction(
+    model: BaseVAE, X: Any, y: Any, layer: str | None, n: int, seed: int
+) -> np.ndarray:
     # An & Cho (2015): the reconstruction probability E_q[log p(x|z)], by Monte Carlo over q.
     terms = model.elbo_terms(X, y, layer=layer, n_samples=n, seed=seed)
     return terms["reconstruction"].to_numpy()
 
 
-def _deviance(model: VAE, X: Any, y: Any, layer: str | None, n: int, seed: int) -> np.ndarray:
+def _deviance(model: BaseVAE, X: Any, y: Any, layer: str | None, n: int, seed: int) -> np.ndarray:
     # Likelihoods rank inputs by their own complexity as much as by their fit (Serra et al.
     # 2020); the saturated model's log-likelihood is that complexity for per-feature families.
     return _negative_elbo(model, X, y, layer, n, seed) + saturated_log_likelihood(
@@ -63,7 +68,9 @@ def _deviance(model: VAE, X: Any, y: Any, layer: str | None, n: int, seed: int) 
     )
 
 
-def _mean_deviance(model: VAE, X: Any, y: Any, layer: str | None, n: int, seed: int) -> np.ndarray:
+def _mean_deviance(
+    model: BaseVAE, X: Any, y: Any, layer: str | None, n: int, seed: int
+) -> np.ndarray:
     # The VAE read as an autoencoder: x decoded from its posterior mean, no draws and no KL.
     # Draws blur the reconstruction of every sample alike, and the KL rewards an encoder that
     # squeezes a new kind of sample into the familiar part of the latent space: both dilute
@@ -127,7 +134,7 @@ def get_score(method: str) -> Score:
 
 
 def anomaly_score(
-    model: VAE,
+    model: BaseVAE,
     X: Any,
     y: Any = None,
     method: str = "elbo",
@@ -183,7 +190,7 @@ def anomaly_score(
 
 
 def saturated_log_likelihood(
-    model: VAE, X: Any, y: Any = None, *, layer: str | None = None
+    model: BaseVAE, X: Any, y: Any = None, *, layer: str | None = None
 ) -> np.ndarray:
     """Per-sample log p(x) under the saturated model, in nats: the model's likelihood family
     with every feature's mean set to its observed value (see :data:`SATURATED`); no decoder
@@ -198,7 +205,7 @@ def saturated_log_likelihood(
 
 
 def _at_posterior_mean(
-    model: VAE,
+    model: BaseVAE,
     X: Any,
     y: Any,
     layer: str | None,
@@ -207,10 +214,12 @@ def _at_posterior_mean(
     """(n,) ``fn(module, px, x)`` per sample, with px decoded from x's posterior mean."""
     module = model.module_
 
-    def block(x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-        return fn(module, module.decode(module.encode(x, c).loc, c, module.library(x)), x)
+    def block(b: Batch) -> torch.Tensor:
+        qz = module.encode(b.x, b.condition)
+        return fn(module, module.decode(qz.loc, b.condition, b.library), b.x)
 
-    return torch.cat(model._map(X, y, layer, block)[1]).cpu().double().numpy()
+    parts = model.map_batches(model.prepare(X, y, layer=layer), block)
+    return torch.cat(parts).cpu().double().numpy()
 
 
 def _saturated(module: VAEModule, px: Distribution, x: torch.Tensor) -> torch.Tensor:
@@ -232,128 +241,8 @@ def saturated_log_prob(px: Distribution, x: torch.Tensor) -> torch.Tensor:
     return fn(px, x)
 
 
-@dataclass(frozen=True, eq=False)
-class Calibration:
-    """A threshold on anomaly scores set from control samples, with their sorted scores.
-
-    ``threshold`` is the conformal quantile of the control scores (Vovk et al. 2005): with n
-    control scores it is the ceil((n + 1)(1 - fpr))-th smallest, so that a new sample from
-    the control distribution scores above it with probability at most ``fpr`` (and at least
-    ``fpr - 1 / (n + 1)``). A score is flagged exactly when its p-value is <= ``fpr``.
-
-    Attributes
-    ----------
-    method : str
-        The score it applies to (a key of :data:`SCORES`).
-    fpr : float
-        The false-positive rate asked for.
-    threshold : float
-        Scores above it are flagged.
-    control_scores : ndarray
-        The control samples' scores, sorted ascending (read-only).
-    n_samples : int or None
-        Posterior draws of the scores; new scores must use the same number.
-    """
-
-    method: str
-    fpr: float
-    threshold: float
-    control_scores: np.ndarray = field(repr=False)
-    n_samples: int | None = None
-
-    def __post_init__(self) -> None:
-        scores = np.sort(np.asarray(self.control_scores, dtype=np.float64).ravel())
-        scores.flags.writeable = False  # frozen all the way down: flags must not drift
-        object.__setattr__(self, "control_scores", scores)
-
-    @classmethod
-    def fit(
-        cls, control_scores: np.ndarray, fpr: float, method: str, n_samples: int | None = None
-    ) -> Calibration:
-        """The calibration of ``control_scores`` at false-positive rate ``fpr``."""
-        check_fpr(fpr)
-        scores = np.sort(np.asarray(control_scores, dtype=np.float64).ravel())
-        if not np.isfinite(scores).all():
-            raise ValueError(
-                "some control samples have NaN or infinite scores; remove them before calibrating"
-            )
-        k = _conformal_rank(len(scores), fpr)
-        if k > len(scores):
-            raise ValueError(
-                f"{len(scores)} control samples cannot calibrate fpr={fpr}: the threshold needs "
-                f"at least {min_control(fpr)} (about 1/fpr); give more control samples or a "
-                "larger fpr"
-            )
-        return cls(method, float(fpr), float(scores[k - 1]), scores, n_samples)
-
-    @property
-    def n_control(self) -> int:
-        return len(self.control_scores)
-
-    def flags(self, scores: Any) -> np.ndarray:
-        """Boolean array: True where a score is above the threshold."""
-        return np.asarray(scores, dtype=np.float64) > self.threshold
-
-    def p_values(self, scores: Any) -> np.ndarray:
-        """Conformal p-values, (1 + #control scores >= score) / (n_control + 1): the share of
-        control samples at least as anomalous; small = unusual. In (0, 1]."""
-        scores = np.asarray(scores, dtype=np.float64)
-        at_least = self.n_control - np.searchsorted(self.control_scores, scores, side="left")
-        return (1.0 + at_least) / (self.n_control + 1.0)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able settings and control scores (floats written by ``json`` round-trip)."""
-        return {
-            "method": self.method,
-            "fpr": self.fpr,
-            "threshold": self.threshold,
-            "n_samples": self.n_samples,
-            "control_scores": self.control_scores.tolist(),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Calibration:
-        """Rebuild from :meth:`to_dict`'s output, checking what it finds."""
-        missing = sorted({"method", "fpr", "threshold", "control_scores"} - set(d))
-        if missing:
-            raise ValueError(f"the stored calibration lacks {missing}; calibrate again")
-        get_score(d["method"])
-        check_fpr(d["fpr"])
-        n = d.get("n_samples")
-        return cls(
-            str(d["method"]),
-            float(d["fpr"]),
-            float(d["threshold"]),
-            np.asarray(d["control_scores"], dtype=np.float64),
-            None if n is None else int(n),
-        )
-
-
-def check_fpr(fpr: float) -> None:
-    """Raise unless ``fpr`` is a number strictly between 0 and 1."""
-    if isinstance(fpr, bool) or not isinstance(fpr, numbers.Real) or not 0 < fpr < 1:
-        raise ValueError(
-            f"fpr must be a number between 0 and 1 (exclusive), e.g. 0.05; got {fpr!r}"
-        )
-
-
-# Rounding slack: (19 + 1) * (1 - 0.05) must give rank 19, not 20.
-_SLACK = 1e-9
-
-
-def _conformal_rank(n: int, fpr: float) -> int:
-    """1-based rank of the conformal quantile among n control scores (may exceed n)."""
-    return math.ceil((n + 1) * (1 - fpr) - _SLACK)
-
-
-def min_control(fpr: float) -> int:
-    """The fewest control samples whose conformal quantile at ``fpr`` exists (rank <= n):
-    n >= (1 - fpr) / fpr, 19 for fpr = 0.05."""
-    return max(1, math.ceil((1 - fpr) / fpr - _SLACK))
-
-
 def calibrate(
-    model: VAE,
+    model: BaseVAE,
     X_control: Any,
     y: Any = None,
     *,
@@ -395,7 +284,7 @@ def calibrate(
 
 
 def contributions(
-    model: VAE,
+    model: BaseVAE,
     X: Any,
     y: Any = None,
     *,
@@ -423,13 +312,13 @@ def contributions(
         raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}")
     module = model.module_
 
-    def per_feature(x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-        total = torch.zeros_like(x)
+    def per_feature(b: Batch) -> torch.Tensor:
+        total = torch.zeros_like(b.x)
         for _ in range(n_samples):
-            _, _, px = module(x, c)  # one reparameterised draw from q(z|x)
-            total -= px.log_prob(x)  # (B, n_features)
+            _, _, px = module(b.x, b.condition)  # one reparameterised draw from q(z|x)
+            total -= px.log_prob(b.x)  # (B, n_features)
         return total / n_samples
 
-    table, parts = model._map(X, y, layer, per_feature, seed)
-    values = torch.cat(parts).cpu().double().numpy()
-    return pd.DataFrame(values, index=table.sample_names, columns=list(model.features_))
+    prepared = model.prepare(X, y, layer=layer)
+    values = torch.cat(model.map_batches(prepared, per_feature, seed=seed)).cpu().double().numpy()
+    return pd.DataFrame(values, index=prepared.table.sample_names, columns=list(model.features_))

@@ -8,12 +8,12 @@ import numpy as np
 import torch
 from torch.distributions import Normal
 
-from vaekit.estimator import VAE
+from vaekit.estimator import BaseVAE
 from vaekit.train import usage_record, usage_sums
 
 
 def evaluate(
-    model: VAE,
+    model: BaseVAE,
     X: Any,
     y: Any = None,
     *,
@@ -46,7 +46,9 @@ def evaluate(
     return result
 
 
-def latent_usage(model: VAE, X: Any, y: Any = None, *, layer: str | None = None) -> dict[str, Any]:
+def latent_usage(
+    model: BaseVAE, X: Any, y: Any = None, *, layer: str | None = None
+) -> dict[str, Any]:
     """``n_latent``, ``active_units`` and ``kl_per_feature`` (list, nats) of a model on X, by
     the rule training records in ``history_``."""
     mean, logvar = model.encode(X, y, layer=layer)

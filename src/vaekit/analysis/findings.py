@@ -16,8 +16,9 @@ from vaekit._version import __version__
 from vaekit.analysis.associations import associate
 from vaekit.analysis.genesets import enrichment, gene_symbol, read_gmt, sex_chromosome_genes
 from vaekit.analysis.interpretation import heaviest, high_weight_genes, top_genes
+from vaekit.analysis.interpretation import loadings as read_loadings
 from vaekit.atomic import atomic_dir
-from vaekit.estimator import VAE
+from vaekit.estimator import BaseVAE
 
 SIGNIFICANT = 0.05  # q-value below which a finding is stated
 
@@ -115,7 +116,7 @@ class Interpretation:
 
 
 def interpret(
-    model: VAE,
+    model: BaseVAE,
     X: Any,
     annotations: pd.DataFrame | None = None,
     *,
@@ -149,7 +150,7 @@ def interpret(
     """
     if annotations is None and hasattr(X, "obs") and X.obs.shape[1]:
         annotations = X.obs
-    loadings = model.loadings(X, y)
+    loadings = read_loadings(model, X, y)
     associations = None
     if annotations is not None:
         associations = associate(pd.DataFrame(model.transform(X, y), index=_index(X)), annotations)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vaekit.estimator import VAE
+from vaekit.estimator import BaseVAE
 
 
 @dataclass
@@ -18,7 +18,7 @@ class Generated:
 
 
 def generate(
-    model: VAE,
+    model: BaseVAE,
     n: int,
     condition: str | float | None = None,
     *,

@@ -27,7 +27,7 @@ from vaekit.validation import is_anndata
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from vaekit.estimator import VAE
+    from vaekit.estimator import BaseVAE
 
 TSNE_SLOW = 20_000  # t-SNE takes minutes beyond this many points
 MISSING_COLOR = "#d9d9d9"
@@ -368,7 +368,7 @@ def _color_values(X: Any, color: Any) -> Any:
 
 
 def plot_latent(
-    model: VAE,
+    model: BaseVAE,
     X: Any,
     y: Any = None,
     color: Any = None,
@@ -440,7 +440,7 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> Path:
 
 
 def write_latent_map(
-    model: VAE,
+    model: BaseVAE,
     X: Any,
     path: str | os.PathLike,
     y: Any = None,

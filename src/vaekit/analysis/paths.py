@@ -12,7 +12,7 @@ import pandas as pd
 
 from vaekit.analysis.evaluation import latent_usage
 from vaekit.data.writers import image_grid
-from vaekit.estimator import VAE
+from vaekit.estimator import BaseVAE
 
 # Below this norm a latent point has no direction; below this |sin(angle)| two points share one.
 _TINY = 1e-7
@@ -115,7 +115,7 @@ INTERPOLATIONS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndar
 
 # ------------------------------------------------------------------ public functions
 def interpolate(
-    model: VAE,
+    model: BaseVAE,
     a: Any,
     b: Any,
     steps: int = 8,
@@ -170,7 +170,7 @@ def interpolate(
 
 
 def midpoint(
-    model: VAE,
+    model: BaseVAE,
     a: Any,
     b: Any,
     y: Any = None,
@@ -197,7 +197,7 @@ def midpoint(
 
 
 def traverse(
-    model: VAE,
+    model: BaseVAE,
     x: Any = None,
     features: int | Sequence[int] | None = None,
     values: Sequence[float] | np.ndarray | None = None,
@@ -341,7 +341,7 @@ def _check_values(values: Sequence[float] | np.ndarray) -> np.ndarray:
     return arr
 
 
-def _condition(model: VAE, y: Any, what: str) -> Any:
+def _condition(model: BaseVAE, y: Any, what: str) -> Any:
     """One condition as the model's methods take it: a one-row array, so that text is never
     read as the name of an AnnData column."""
     encoder = model.covariates_
@@ -362,7 +362,7 @@ def _condition(model: VAE, y: Any, what: str) -> Any:
     return np.array([y], dtype=object)
 
 
-def _point(model: VAE, v: Any, y: Any, latent: bool, name: str) -> np.ndarray:
+def _point(model: BaseVAE, v: Any, y: Any, latent: bool, name: str) -> np.ndarray:
     """A latent point as given, or the posterior mean of one sample; (n_latent,)."""
     n_latent = model.module_.config.n_latent
     if latent:
@@ -385,7 +385,7 @@ def _point(model: VAE, v: Any, y: Any, latent: bool, name: str) -> np.ndarray:
 
 
 def _feature_kl(
-    model: VAE, x: Any, y: Any, data: Any, data_y: Any
+    model: BaseVAE, x: Any, y: Any, data: Any, data_y: Any
 ) -> tuple[np.ndarray | None, str]:
     """Mean KL per latent feature, (n_latent,), and what it was measured on."""
     if data is not None:

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from vaekit.validation import align_features, as_table, is_anndata, resolve_y
+from vaekit.validation import is_anndata, resolve_y
 
 if TYPE_CHECKING:
-    from vaekit.estimator import VAE
+    from vaekit.vae import VAE
 
 
 def n_rows(X: Any) -> int:
@@ -60,12 +60,11 @@ def as_array(values: Any) -> np.ndarray:
     return np.asarray(values.to_numpy() if hasattr(values, "to_numpy") else values, np.float64)
 
 
-def modelled(model: VAE, X: Any, *, layer: str | None = None) -> np.ndarray:
-    """X as the decoder sees it, (n, len(model.features_)), dense: matched to the model's
-    features and preprocessed, so that it compares with ``model.reconstruct(X)``."""
-    names = getattr(model, "feature_names_in_", None)
-    table = align_features(as_table(X, layer=layer), model.n_features_in_, names)
-    values = model.preprocessor_.transform(table.X)
+def modelled(model: VAE, X: Any, y: Any = None, *, layer: str | None = None) -> np.ndarray:
+    """X as the decoder sees it, (n, len(model.features_)), dense: prepared as the model
+    prepares its inputs (:meth:`~vaekit.estimator.BaseVAE.prepare`), so that it compares with
+    ``model.reconstruct(X, y)``; NaN where a mask-aware model's X has missing entries."""
+    values = model.prepare(X, y, layer=layer).table.X
     return np.asarray(values.toarray() if sp.issparse(values) else values, dtype=np.float64)
 
 

@@ -13,8 +13,8 @@ from matplotlib.figure import Figure
 from vaekit.analysis.generation import generate
 from vaekit.analysis.paths import interpolate, to_image_grid, traverse
 from vaekit.data.writers import image_grid
-from vaekit.estimator import VAE
 from vaekit.plot import _data, _style
+from vaekit.vae import VAE
 
 
 def _picture_figure(
@@ -69,7 +69,8 @@ def reconstruction_pairs(
     n = min(n, _data.n_rows(X))
     rows = np.arange(n)
     X, y = _data.take_rows(X, rows), _data.take_conditions(_data.conditions(X, y), rows)
-    original = _data.modelled(model, X, layer=layer)
+    # Missing pixels of a mask-aware model's images are drawn mid-grey.
+    original = np.nan_to_num(_data.modelled(model, X, y, layer=layer), nan=0.5)
     rebuilt = _data.as_array(model.reconstruct(X, y, layer=layer))
     n_cols = min(n, 10)
     stacked, labels = [], []

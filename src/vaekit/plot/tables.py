@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from vaekit.estimator import VAE
 from vaekit.plot import _data, _style
+from vaekit.vae import VAE
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -25,9 +25,13 @@ def _scale(model: VAE) -> tuple[Any, str]:
 
 
 def column_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson's r between matching columns of a and b, (n_features,); NaN where either column
-    is constant."""
-    a, b = a - a.mean(0), b - b.mean(0)
+    """Pearson's r between matching columns of a and b, (n_features,), over the rows where
+    both are known (not NaN); NaN where either column is constant there."""
+    seen = ~(np.isnan(a) | np.isnan(b))
+    n = np.maximum(seen.sum(0), 1)
+    a, b = np.where(seen, a, 0.0), np.where(seen, b, 0.0)
+    a = np.where(seen, a - a.sum(0) / n, 0.0)
+    b = np.where(seen, b - b.sum(0) / n, 0.0)
     denominator = np.sqrt((a**2).sum(0) * (b**2).sum(0))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denominator > 0, (a * b).sum(0) / denominator, np.nan)
@@ -80,14 +84,16 @@ def reconstruction_scatter(
     --------
     >>> fig = reconstruction_scatter(model, adata)  # doctest: +SKIP
     """
-    observed = _data.modelled(model, X, layer=layer)
+    observed = _data.modelled(model, X, y, layer=layer)
     predicted = _data.as_array(model.reconstruct(X, y, layer=layer))
     scale, label = _scale(model)
     axes = _style.panels(2, height=3.3, width=3.8)
-    keep = _data.subsample(observed.size, max_points, seed)
-    x, p = scale(observed.ravel()[keep]), scale(predicted.ravel()[keep])
+    seen = ~np.isnan(observed.ravel())  # a mask-aware model's missing entries have no value
+    known, rebuilt = observed.ravel()[seen], predicted.ravel()[seen]
+    keep = _data.subsample(known.size, max_points, seed)
+    x, p = scale(known[keep]), scale(rebuilt[keep])
     _identity_scatter(axes[0], x, p)
-    overall = float(np.corrcoef(observed.ravel(), predicted.ravel())[0, 1])
+    overall = float(np.corrcoef(known, rebuilt)[0, 1])
     axes[0].set_xlabel(label.format("observed"))
     axes[0].set_ylabel(label.format("reconstructed"))
     axes[0].set_title(f"Every value: r = {overall:.3f}")
@@ -114,7 +120,7 @@ def _means_only(model: VAE, observed: np.ndarray) -> bool:
     """Whether to compare the decoder's means rather than draws: a Bernoulli draw is 0 or 1,
     which is not on the scale of data in [0, 1] that are not binary (Tybalt's min-max
     scaled expression)."""
-    binary = bool(np.isin(observed, (0.0, 1.0)).all())
+    binary = bool(np.isin(observed[~np.isnan(observed)], (0.0, 1.0)).all())
     return model.settings_["likelihood"] == "bernoulli" and not binary
 
 
@@ -151,14 +157,15 @@ def sample_moments(
     --------
     >>> fig = sample_moments(model, adata)  # doctest: +SKIP
     """
-    observed = _data.modelled(model, X, layer=layer)
     y = _data.conditions(X, y)
+    observed = _data.modelled(model, X, y, layer=layer)
     mean = _means_only(model, observed)
     generated = model.sample(len(observed), y=y, seed=seed, mean=mean).astype(np.float64)
     scale, label = _scale(model)
     observed, generated = scale(observed), scale(generated)
     axes = _style.panels(2, height=3.3, width=3.6)
-    for ax, name, stat in zip(axes, ("mean", "SD"), (np.mean, np.std), strict=True):
+    # NaN-aware: the data's statistics over their known entries.
+    for ax, name, stat in zip(axes, ("mean", "SD"), (np.nanmean, np.nanstd), strict=True):
         a, b = stat(observed, axis=0), stat(generated, axis=0)
         _identity_scatter(ax, a, b)
         r = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")

@@ -17,7 +17,7 @@ from vaekit.train import ACTIVE_THRESHOLD, usage_sums
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from vaekit.estimator import VAE
+    from vaekit.vae import VAE
 
 CURVES = [("loss", "Loss (nats)"), ("reconstruction", "Reconstruction (nats)")]
 

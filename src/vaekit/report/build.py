@@ -14,11 +14,11 @@ import pandas as pd
 from vaekit._version import __version__
 from vaekit.analysis.associations import associate
 from vaekit.data.writers import check_output
-from vaekit.estimator import VAE
 from vaekit.plot import _data
 from vaekit.report.document import Report
 from vaekit.report.sections import SECTIONS, Context
 from vaekit.report.summary import held_out, numbers, summary_rows
+from vaekit.vae import VAE
 from vaekit.validation import is_anndata
 
 SUFFIXES = (".html", ".htm")

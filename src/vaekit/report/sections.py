@@ -14,9 +14,9 @@ from matplotlib.figure import Figure
 
 from vaekit import plot
 from vaekit.analysis.findings import SIGNIFICANT
-from vaekit.estimator import VAE
 from vaekit.plot import _data
 from vaekit.report.document import Panel, Section
+from vaekit.vae import VAE
 
 MAX_MAPS = 3  # latent maps, one per annotation
 MAX_GENE_PANELS = 3

@@ -10,9 +10,9 @@ import numpy as np
 
 from vaekit._version import __version__
 from vaekit.analysis.evaluation import evaluate
-from vaekit.estimator import VAE
 from vaekit.plot import _data
 from vaekit.train import seeded_split
+from vaekit.vae import VAE
 
 TIMES, MINUS = "\u00d7", "\u2212"
 

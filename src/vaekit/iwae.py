@@ -1,0 +1,53 @@
+"""The importance-sampled log-likelihood of a :class:`~vaekit.model.VAEModule`, in blocks of
+rows and draws: what :meth:`vaekit.VAE.log_likelihood` and the ``"iwae"`` anomaly score use."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from vaekit.batch import Batch
+from vaekit.model import VAEModule
+
+
+@torch.no_grad()
+def log_likelihood(
+    module: VAEModule,
+    batch: Batch,
+    n_samples: int = 1000,
+    max_rows: int = 1024,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """(B,) importance-sampled log p(x) with q(z | x) as proposal (Burda et al. 2016).
+
+    log p(x) ~ logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K. Samples and
+    draws are decoded in blocks of about ``max_rows`` rows: on a CPU, ~1000 rows keep the
+    decoder's activations in cache and run several times faster than one huge batch.
+
+    Examples
+    --------
+    >>> ll = log_likelihood(module, module.batch(x), n_samples=100)  # doctest: +SKIP
+    """
+    blocks = [
+        _block(module, batch.slice(i, max_rows), n_samples, max_rows, generator)
+        for i in range(0, len(batch), max_rows)
+    ]
+    return torch.cat(blocks)
+
+
+def _block(
+    module: VAEModule,
+    batch: Batch,
+    n_samples: int,
+    max_rows: int,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    qz = module.encode(batch.x, batch.condition, batch.observed)
+    chunk = max(1, min(n_samples, max_rows // len(batch)))
+    parts = []
+    for start in range(0, n_samples, chunk):
+        k = min(chunk, n_samples - start)
+        draws = module.importance_draws(batch, k, qz, generator)
+        parts.append(torch.logsumexp(draws.log_px - draws.log_ratio, dim=0))  # (B,)
+    return torch.logsumexp(torch.stack(parts), dim=0) - math.log(n_samples)
