@@ -235,7 +235,7 @@ def test_masked_entries_change_nothing_in_the_loss_or_its_gradients():
 
     def loss_and_grads(values: torch.Tensor, mask: torch.Tensor | None) -> list[torch.Tensor]:
         module.zero_grad()
-        qz = module.encode(values, visible=mask)
+        qz = module.encode(values, observed=mask)
         z = module.reparameterize(qz, torch.Generator().manual_seed(1))
         loss = -module.log_px(module.decode(z), values, mask).sum() + qz.loc.pow(2).sum()
         loss.backward()

@@ -225,6 +225,37 @@ def test_sample_moments_put_a_point_per_feature_at_the_data_moments(gene_model, 
     np.testing.assert_allclose(points[:, 1], drawn.mean(0), rtol=1e-4, atol=1e-6)
 
 
+def test_column_correlation_skips_missing_entries_pairwise():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(60, 3)), rng.normal(size=(60, 3))
+    b += a
+    a[rng.random(a.shape) < 0.2] = np.nan
+    b[rng.random(b.shape) < 0.2] = np.nan
+    r = plot.column_correlation(a, b)
+    for j in range(3):
+        seen = ~(np.isnan(a[:, j]) | np.isnan(b[:, j]))
+        assert r[j] == pytest.approx(stats.pearsonr(a[seen, j], b[seen, j])[0], abs=1e-12)
+
+
+def test_table_figures_of_a_mask_aware_model_take_data_with_missing_entries(genes):
+    """The figures prepare X as the model does: a model fitted with missing="mask" is plotted
+    on the data it was fitted to, NaN and all, comparing the known entries."""
+    frame, _ = genes
+    holes = frame.mask(np.random.default_rng(2).random(frame.shape) < 0.2)
+    model = vaekit.VAE(n_latent=3, hidden=(16,), epochs=5, missing="mask", seed=0, verbose=False)
+    model.fit(holes)
+    seen = ~np.isnan(holes.to_numpy())
+    fig = plot.reconstruction_scatter(model, holes)
+    rebuilt = model.reconstruct(holes).to_numpy()
+    r = np.corrcoef(holes.to_numpy()[seen], rebuilt[seen])[0, 1]
+    assert f"r = {r:.3f}" in fig.axes[0].get_title()
+    assert sum(p.get_height() for p in fig.axes[1].patches) == frame.shape[1]
+    fig = plot.sample_moments(model, holes, seed=0)
+    means, sds = (ax.collections[0].get_offsets()[:, 0] for ax in fig.axes)
+    np.testing.assert_allclose(means, holes.mean().to_numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(sds, holes.std(ddof=0).to_numpy(), rtol=1e-5)
+
+
 # ----------------------------------------------------------------------------- genes
 def test_gene_weights_show_the_heaviest_genes_by_symbol_coloured_by_sign():
     rng = np.random.default_rng(0)

@@ -113,16 +113,17 @@ class VAEModule(nn.Module):
         self.register_buffer("library_log_std", torch.ones(()))
 
     def encode(
-        self, x: torch.Tensor, c: torch.Tensor | None = None, visible: torch.Tensor | None = None
+        self, x: torch.Tensor, c: torch.Tensor | None = None, observed: torch.Tensor | None = None
     ) -> Normal:
         """Posterior q(z | x, c), a Normal with batch shape (B, n_latent).
 
-        With ``missing="mask"`` the encoder reads the entries that are ``visible`` (a (B, D)
-        bool mask; by default those of x that are not NaN) and the mask itself.
+        With ``missing="mask"`` the encoder reads the ``observed`` entries (a (B, D) bool
+        mask; by default those of x that are not NaN; in training, fewer: see :meth:`_hide`)
+        and the mask itself.
         """
-        if visible is None:
-            visible = self.observed(x)
-        h = with_condition(self.encoder(self._encoder_input(x, visible), c), c)
+        if observed is None:
+            observed = self.observed(x)
+        h = with_condition(self.encoder(self._encoder_input(x, observed), c), c)
         return Normal(self.z_mean(h), (0.5 * self.z_logvar(h)).exp(), validate_args=False)
 
     def observed(self, x: torch.Tensor) -> torch.Tensor | None:
@@ -138,14 +139,14 @@ class VAEModule(nn.Module):
         observed = self.observed(x) if observed is None else observed
         return Batch(x, observed, c, self.library(x, observed))
 
-    def _encoder_input(self, x: torch.Tensor, visible: torch.Tensor | None) -> torch.Tensor:
-        """x as the likelihood shows it to the encoder; with a mask, hidden entries set to 0
-        and the 0/1 mask appended (B, 2 * D), so that a 0 reads as unknown, not as a value
-        (Nazabal et al. 2020; Mattei & Frellsen 2019)."""
-        if visible is None:
+    def _encoder_input(self, x: torch.Tensor, observed: torch.Tensor | None) -> torch.Tensor:
+        """x as the likelihood shows it to the encoder; with a mask, the entries not observed
+        set to 0 and the 0/1 mask appended (B, 2 * D), so that a 0 reads as unknown, not as a
+        value (Nazabal et al. 2020; Mattei & Frellsen 2019)."""
+        if observed is None:
             return self.likelihood.encoder_input(x)
-        values = self.likelihood.encoder_input(_fill(x, visible))
-        return torch.cat([_fill(values, visible), visible.to(values.dtype)], dim=-1)
+        values = self.likelihood.encoder_input(_fill(x, observed))
+        return torch.cat([_fill(values, observed), observed.to(values.dtype)], dim=-1)
 
     def log_px(
         self, px: Distribution, x: torch.Tensor, observed: torch.Tensor | None = None
