@@ -33,6 +33,7 @@ test-slow: install
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info vaekit-demo
