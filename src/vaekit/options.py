@@ -45,6 +45,10 @@ class Constraint:
     def parse(self, value: Any) -> Any:
         return value
 
+    def choices(self) -> list[str]:
+        """The values allowed, when they are a list of names (for ``--help``)."""
+        return []
+
 
 @dataclass(frozen=True)
 class Integer(Constraint):
@@ -97,7 +101,7 @@ class Choice(Constraint):
 
     @property
     def text(self) -> str:
-        return f"one of {list(self.values())}"
+        return f"one of {self.choices()}"
 
     def ok(self, value: Any) -> bool:
         return isinstance(value, str) and value in list(self.values())
@@ -109,6 +113,9 @@ class Choice(Constraint):
 
     def parse(self, value: Any) -> Any:
         return str(value)
+
+    def choices(self) -> list[str]:
+        return list(self.values())
 
 
 @dataclass(frozen=True)
@@ -182,6 +189,9 @@ class OrNone(Constraint):
         if value is None or str(value).lower() in ("none", "null"):
             return None
         return self.inner.parse(value)
+
+    def choices(self) -> list[str]:
+        return self.inner.choices()
 
 
 def _registry(module: str, name: str) -> Callable[[], Iterable[str]]:

@@ -27,7 +27,7 @@ from vaekit.cli.common import (
     read,
     status,
 )
-from vaekit.options import OrNone, Setting
+from vaekit.options import Setting
 from vaekit.settings import ROWS, merge, read_options, read_settings, vae_arguments
 
 
@@ -71,8 +71,8 @@ def _option(setting: Setting) -> inspect.Parameter:
     """The typer option of one row of the settings table: its flags, help, and the default
     it takes when neither the flag nor the settings file gives it."""
     c = setting.constraint
-    choices = getattr(c.inner if isinstance(c, OrNone) else c, "values", None)
-    text = setting.help + (f" One of: {', '.join(choices())}." if choices else "")
+    choices = c.choices()
+    text = setting.help + (f" One of: {', '.join(choices)}." if choices else "")
     shown = _shown(setting.default) if setting.resolved and setting.default is not None else False
     option = typer.Option(None, *setting.flags, help=text, show_default=shown)
     return inspect.Parameter(setting.name, KEYWORD, default=option, annotation=c.cli_type)
