@@ -17,6 +17,7 @@ from sklearn.datasets import load_digits
 
 import vaekit
 from vaekit.cli import main
+from vaekit.options import SETTINGS
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -109,6 +110,49 @@ def test_settings_file_then_flags_and_conditions(tables, tmp_path, capsys):
                          tmp_path / "z.tsv", "--annotations", tables / "labels.tsv")
     assert code == 0, err
     assert pd.read_csv(tmp_path / "z.tsv", sep="\t", index_col=0).shape == (400, 4)
+
+
+def test_every_setting_from_a_file_or_a_flag_is_used_and_saved(tables, tmp_path, capsys):
+    settings = tmp_path / "s.yaml"
+    settings.write_text("dropout: 0.1\npatience: 5\nlikelihood: bernoulli\nlatent: 3\n"
+                        "epochs: 2\nbatch_norm: true\n")
+    code, out, err = cli(capsys, "train", tables / "digits.csv", "-o", tmp_path / "m",
+                         "--config", settings, "--activation", "tanh", "--no-early-stopping",
+                         "--decoder-hidden", "16", "--grad-clip", "5", "--weight-decay", "1e-4",
+                         "--validation-fraction", "0.2", "--seed", "0", "--quiet")
+    assert code == 0, err
+    model = vaekit.load(tmp_path / "m")
+    used = {"dropout": 0.1, "patience": 5, "batch_norm": True, "activation": "tanh",
+            "early_stopping": False, "decoder_hidden": (16,), "grad_clip": 5.0,
+            "weight_decay": 1e-4, "validation_fraction": 0.2, "n_latent": 3}
+    assert {k: model.settings_[k] for k in used} == used
+    config = model.module_.config
+    assert (config.dropout, config.batch_norm, config.decoder_layers) == (0.1, True, (16,))
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert saved["metadata"]["settings"]["dropout"] == 0.1
+    assert saved["metadata"]["settings"]["patience"] == 5
+    assert len(model.history_) == 2  # early stopping off: every epoch ran
+
+
+def test_a_misspelt_setting_names_the_nearest_one(tables, tmp_path, capsys):
+    code, _, err = cli(capsys, "train", tables / "digits.csv", "-o", tmp_path / "m",
+                       "--dorpout", "0.1")
+    assert code == 2 and "--dropout" in err and "Traceback" not in err
+    settings = tmp_path / "s.yaml"
+    settings.write_text("dorpout: 0.1\n")
+    assert_user_error(cli(capsys, "train", tables / "digits.csv", "-o", tmp_path / "m",
+                          "--config", settings), "did you mean 'dropout'?")
+    assert not (tmp_path / "m").exists()
+
+
+def test_train_help_lists_every_setting():
+    env = {**os.environ, "COLUMNS": "200"}
+    out = subprocess.run([sys.executable, "-m", "vaekit.cli", "train", "--help"],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    for setting in SETTINGS:
+        flag = "--" + setting.name.replace("_", "-")
+        assert flag in out.stdout or not setting.cli, flag
 
 
 @pytest.mark.parametrize("suffix", [".tsv", ".csv", ".parquet", ".csv.gz"])

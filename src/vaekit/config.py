@@ -1,4 +1,10 @@
-"""Frozen settings for the torch module (round-trips through JSON) and the training loop."""
+"""Frozen settings for the torch module (round-trips through JSON) and the training loop.
+
+The user-facing defaults, checks and help of these fields are rows of :mod:`vaekit.options`
+(the estimator's layer, which the core does not import); tests/test_options.py holds the
+defaults here equal to the table's. ``ModelConfig`` still checks the invariants it cannot
+be built without, as it is also read from model files and built directly.
+"""
 
 from __future__ import annotations
 

@@ -4,7 +4,6 @@ and configuration, the training settings and the library-size prior."""
 from __future__ import annotations
 
 import math
-from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -16,6 +15,7 @@ from vaekit.data.preprocess import Preprocessor
 from vaekit.likelihoods import get_likelihood
 from vaekit.model import VAEModule
 from vaekit.nn import get_architecture
+from vaekit.options import feeding
 from vaekit.validation import Table, check_finite, check_support, is_anndata
 
 
@@ -42,28 +42,23 @@ def model_table(
 def model_config(
     s: dict[str, Any], n_input: int, cov: torch.Tensor | None, image_shape: tuple | None
 ) -> ModelConfig:
+    """The module's configuration: the settings that feed it (:mod:`vaekit.options`), and what
+    the data tell (``n_input``, the width of the conditions, the (C, H, W) of image rows)."""
+    given = {k: _frozen(s[k]) for k in feeding("model")}
+    n_covariates = 0 if cov is None else cov.shape[1]
     return ModelConfig(
-        n_input=n_input,
-        n_latent=s["n_latent"],
-        hidden=tuple(s["hidden"]),
-        decoder_hidden=None if s["decoder_hidden"] is None else tuple(s["decoder_hidden"]),
-        decoder=s["decoder"],
-        likelihood=s["likelihood"],
-        activation=s["activation"],
-        batch_norm=s["batch_norm"],
-        posterior_batch_norm=s["posterior_batch_norm"],
-        dropout=s["dropout"],
-        n_covariates=0 if cov is None else cov.shape[1],
-        architecture=s["architecture"],
-        image_shape=image_shape,
-        missing=s["missing"],
-        mask_rate=s["mask_rate"],
+        n_input=n_input, n_covariates=n_covariates, image_shape=image_shape, **given
     )
 
 
+def _frozen(value: Any) -> Any:
+    """Layer sizes as a tuple, as the frozen config compares and hashes them."""
+    return tuple(value) if isinstance(value, (list, tuple, np.ndarray)) else value
+
+
 def train_config(s: dict[str, Any], seed: int) -> TrainConfig:
-    keys = [f.name for f in fields(TrainConfig) if f.name != "seed"]
-    return TrainConfig(**{k: s[k] for k in keys}, seed=seed)
+    """The training loop's settings (:mod:`vaekit.options`), with the seed drawn by ``fit``."""
+    return TrainConfig(**{k: s[k] for k in feeding("train")}, seed=seed)
 
 
 def fit_library(module: VAEModule, rows: DenseRows | SparseRows) -> None:

@@ -40,43 +40,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from vaekit.config import DECODERS, MISSING
 from vaekit.data.preprocess import Log1p, MinMax, SelectVariable
-from vaekit.likelihoods import get_likelihood
-from vaekit.nn import ARCHITECTURES
 
-DEFAULTS: dict[str, Any] = {
-    "n_latent": 10,
-    "hidden": (128,),
-    "likelihood": "gaussian",
-    "beta": 1.0,
-    "kl_warmup": 0,
-    "epochs": 100,
-    "batch_size": 128,
-    "lr": 1e-3,
-    "weight_decay": 0.0,
-    "decoder_hidden": None,  # mirror the encoder
-    "decoder": "mlp",
-    "architecture": None,  # auto: "conv" for images, "mlp" otherwise
-    "activation": "relu",
-    "batch_norm": False,
-    "posterior_batch_norm": False,
-    "dropout": 0.0,
-    "validation_fraction": 0.1,
-    "early_stopping": True,
-    "patience": 10,
-    "grad_clip": None,
-    "loadings_l1": 0.0,
-    "iw_samples": 1,
-    "lr_patience": None,  # keep the learning rate
-    "max_minutes": None,  # no time limit
-    "missing": "error",  # NaN in X is refused
-    "mask_rate": 0.0,
-    "preprocess": (),
-}
+# The estimator's entry points: defaults and checks come from the settings table.
+from vaekit.options import DEFAULTS, check_settings
 
+__all__ = ["DEFAULTS", "PRESETS", "check_settings", "resolve"]
+
+# Each preset is a plain dict of overrides of DEFAULTS, keyed by VAE argument names.
 PRESETS: dict[str, dict[str, Any]] = {
     "tybalt": {
         "preprocess": (Log1p(base=2), SelectVariable(5000, "mad"), MinMax()),
@@ -111,65 +82,3 @@ def resolve(params: dict[str, Any], preset: str | None) -> dict[str, Any]:
     chosen = PRESETS.get(preset, {}) if preset else {}
     given = {k: v for k, v in params.items() if k in DEFAULTS and v is not None}
     return {**DEFAULTS, **chosen, **given}
-
-
-def check_settings(s: dict[str, Any]) -> None:
-    """Raise for settings out of range, naming the value received."""
-    get_likelihood(s["likelihood"])
-    checks = {
-        "n_latent": _is_int(s["n_latent"], 1),
-        "epochs": _is_int(s["epochs"], 1),
-        "batch_size": _is_int(s["batch_size"], 1),
-        "patience": _is_int(s["patience"], 1),
-        "kl_warmup": _is_int(s["kl_warmup"], 0),
-        "iw_samples": _is_int(s["iw_samples"], 1),
-        "lr_patience": s["lr_patience"] is None or _is_int(s["lr_patience"], 1),
-        "max_minutes": s["max_minutes"] is None
-        or (_is_number(s["max_minutes"]) and s["max_minutes"] > 0),
-        "lr": _is_number(s["lr"]) and s["lr"] > 0,
-        "beta": _is_number(s["beta"]) and s["beta"] >= 0,
-        "weight_decay": _is_number(s["weight_decay"]) and s["weight_decay"] >= 0,
-        "loadings_l1": _is_number(s["loadings_l1"]) and s["loadings_l1"] >= 0,
-        "dropout": _is_number(s["dropout"]) and 0 <= s["dropout"] < 1,
-        "missing": isinstance(s["missing"], str) and s["missing"] in MISSING,
-        "mask_rate": _is_number(s["mask_rate"])
-        and 0 <= s["mask_rate"] < 1
-        and (s["mask_rate"] == 0 or s["missing"] == "mask"),
-        "validation_fraction": _is_number(s["validation_fraction"])
-        and 0 <= s["validation_fraction"] < 1,
-        "grad_clip": s["grad_clip"] is None or (_is_number(s["grad_clip"]) and s["grad_clip"] > 0),
-        "hidden": all(_is_int(h, 1) for h in s["hidden"]),
-        "decoder": s["decoder"] in DECODERS,
-        "architecture": s["architecture"] is None
-        or (isinstance(s["architecture"], str) and s["architecture"] in ARCHITECTURES),
-    }
-    expected = {
-        "lr": "a number > 0",
-        "beta": "a number >= 0",
-        "weight_decay": "a number >= 0",
-        "loadings_l1": "a number >= 0",
-        "dropout": "a number in [0, 1)",
-        "missing": f"one of {list(MISSING)}",
-        "mask_rate": "a number in [0, 1), and above 0 only with missing='mask'",
-        "validation_fraction": "a number in [0, 1)",
-        "grad_clip": "a number > 0 or None",
-        "hidden": "a tuple of positive integers",
-        "kl_warmup": "an integer >= 0",
-        "lr_patience": "a positive integer or None",
-        "max_minutes": "a number > 0 or None",
-        "decoder": f"one of {list(DECODERS)}",
-        "architecture": f"None (auto) or one of {list(ARCHITECTURES)}",
-    }
-    for name, ok in checks.items():
-        if not ok:
-            raise ValueError(
-                f"{name} must be {expected.get(name, 'a positive integer')}; got {s[name]!r}"
-            )
-
-
-def _is_int(value: Any, low: int) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)

@@ -3,11 +3,13 @@ evaluate, info and demo."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -25,61 +27,21 @@ from vaekit.cli.common import (
     read,
     status,
 )
+from vaekit.options import Setting
+from vaekit.settings import ROWS, merge, read_options, read_settings, vae_arguments
 
 
-@app.command(rich_help_panel="Train and use a model")
-def train(
-    data: Path = DATA,
-    out: Path = OUT,
-    annotations: Path = ANNOTATIONS,
-    condition: str = typer.Option(None, help="Annotation column(s) to condition on, a,b."),
-    likelihood: str = typer.Option(
-        None,
-        help="gaussian, isotropic_gaussian, bernoulli, continuous_bernoulli, poisson, nb or zinb.",
-    ),
-    latent: int = typer.Option(None, help="Number of latent features."),
-    hidden: str = typer.Option(None, help="Hidden layer sizes, e.g. 400,200 ('' for none)."),
-    epochs: int = typer.Option(None),
-    batch_size: int = typer.Option(None, "--batch-size"),
-    lr: float = typer.Option(None, help="Adam learning rate."),
-    beta: float = typer.Option(None, help="KL weight (beta-VAE)."),
-    warmup: int = typer.Option(None, help="KL warm-up epochs."),
-    preset: str = typer.Option(None, help="Named settings: expression or tybalt."),
-    decoder: str = typer.Option(None, help="mlp, or linear (exact gene loadings, as LDVAE)."),
-    architecture: str = typer.Option(
-        None, help="mlp or conv (default: conv for images read as images, else mlp)."
-    ),
-    l1: float = typer.Option(None, "--l1", help="L1 penalty on the loadings (sparse features)."),
-    iw_samples: int = typer.Option(
-        None, "--iw-samples", help="Train on the importance-weighted bound (IWAE) with K draws."
-    ),
-    lr_patience: int = typer.Option(
-        None, "--lr-patience", help="Halve the learning rate after N epochs without progress."
-    ),
-    max_minutes: float = typer.Option(None, "--max-minutes", help="Stop training after M min."),
-    missing: str = typer.Option(
-        None, help="error (NaN refused), or mask: empty/NaN cells are missing entries."
-    ),
-    select: int = typer.Option(None, help="Keep the N most variable features (0: all)."),
-    select_by: str = typer.Option(None, "--select-by", help="variance or mad."),
-    scale: str = typer.Option(None, help="minmax, zscore, center or none."),
-    log1p: bool = typer.Option(None, "--log1p/--no-log1p", help="log(1 + x) first."),
-    normalize: bool = typer.Option(
-        None, "--normalize/--no-normalize", help="Library-size normalisation first."
-    ),
-    transpose: bool = TRANSPOSE,
-    layer: str = LAYER,
-    seed: int = typer.Option(None),
-    config: Path = typer.Option(None, "--config", help="YAML settings; flags override them."),
-    quiet: bool = QUIET,
-) -> None:
-    """Train a VAE on DATA and save it to a model folder."""
-    flags = {k: v for k, v in locals().items() if k not in ("data", "out", "config", "quiet")}
+def train(**given: Any) -> None:
+    """Train a VAE on DATA and save it to a model folder.
+
+    Every setting of vaekit.VAE has a flag. A settings file (--config) takes the same names
+    as the Python API (n_latent: 20, dropout: 0.1...); flags override it.
+    """
     from vaekit import VAE
     from vaekit.atomic import check_parent
-    from vaekit.settings import merge, read_options, read_settings, vae_arguments
 
-    settings = merge(read_settings(config), flags)
+    data, out, config, quiet = (given.pop(k) for k in ("data", "out", "config", "quiet"))
+    settings = merge(read_settings(config), given)
     check_parent(out)
     adata = read(data, **read_options(settings))
     model = VAE(**vae_arguments(settings), verbose=not quiet)
@@ -103,6 +65,40 @@ def train(
         f"{model.best_epoch_}{val}"
     )
     typer.echo(f"saved the model to {out}/")
+
+
+def _option(setting: Setting) -> inspect.Parameter:
+    """The typer option of one row of the settings table: its flags, help, and the default
+    it takes when neither the flag nor the settings file gives it."""
+    c = setting.constraint
+    choices = c.choices()
+    text = setting.help + (f" One of: {', '.join(choices)}." if choices else "")
+    shown = _shown(setting.default) if setting.resolved and setting.default is not None else False
+    option = typer.Option(None, *setting.flags, help=text, show_default=shown)
+    return inspect.Parameter(setting.name, KEYWORD, default=option, annotation=c.cli_type)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "''"
+    return str(value)
+
+
+KEYWORD = inspect.Parameter.KEYWORD_ONLY
+CONFIG = typer.Option(None, "--config", help="YAML settings; flags override them.")
+train.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [
+        inspect.Parameter("data", KEYWORD, default=DATA, annotation=Path),
+        inspect.Parameter("out", KEYWORD, default=OUT, annotation=Path),
+        inspect.Parameter("annotations", KEYWORD, default=ANNOTATIONS, annotation=Path),
+        *(_option(s) for s in ROWS.values() if s.cli),
+        inspect.Parameter("transpose", KEYWORD, default=TRANSPOSE, annotation=bool),
+        inspect.Parameter("layer", KEYWORD, default=LAYER, annotation=str),
+        inspect.Parameter("config", KEYWORD, default=CONFIG, annotation=Path),
+        inspect.Parameter("quiet", KEYWORD, default=QUIET, annotation=bool),
+    ]
+)
+app.command(rich_help_panel="Train and use a model")(train)
 
 
 @app.command(rich_help_panel="Train and use a model")
