@@ -142,7 +142,7 @@ def _calibration(model: Any) -> dict[str, Any] | None:
 def _validation_rows(model: Any) -> dict[str, list[int]]:
     """``{"validation_rows": [...]}``, or nothing for a model loaded from an older folder."""
     rows = getattr(model, "validation_rows_", None)
-    return {} if rows is None else {"validation_rows": [int(i) for i in rows]}
+    return {} if rows is None else {"validation_rows": np.asarray(rows).tolist()}
 
 
 def _names(model: Any) -> list[str] | None:
