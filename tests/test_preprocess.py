@@ -306,3 +306,5 @@ def test_scaling_without_centring_is_saved_and_a_default_step_writes_no_new_key(
     vaekit.VAE(**kw, preprocess=["zscore"]).fit(X).save(tmp_path / "d")
     config = json.loads((tmp_path / "d" / "config.json").read_text())
     assert config["preprocess"] == [{"name": "zscore"}]
+    with pytest.raises(ValueError, match=r"'zscore': center must be true or false; got 'no'"):
+        Preprocessor([{"name": "zscore", "center": "no"}])

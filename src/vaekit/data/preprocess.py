@@ -252,7 +252,9 @@ class _Standardise(Step):
     kind = "scale"
 
     def __init__(self, center: bool = True) -> None:
-        self.center = center
+        if not isinstance(center, (bool, np.bool_)):
+            raise TypeError(f"center must be true or false; got {center!r}")
+        self.center = bool(center)
 
     def params(self) -> dict[str, Any]:
         # The default is left out, so model files keep the keys older readers know.
