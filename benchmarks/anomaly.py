@@ -50,10 +50,11 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 import vaekit
-from vaekit.analysis.anomaly import SCORES, saturated_log_prob
+from vaekit.analysis.anomaly import SCORES
 from vaekit.config import TrainConfig
 from vaekit.data.preprocess import Log1p, Preprocessor, SelectVariable, ZScore
 from vaekit.data.readers.idx import parse_idx
+from vaekit.likelihoods import BernoulliLikelihood
 from vaekit.nn import MLP
 from vaekit.train import adam, minibatches
 
@@ -81,7 +82,7 @@ def _cross_entropy_deviance(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Bernoulli cross-entropy minus the entropy of x: the same saturated-model correction as
     vaekit's "deviance" score (training on it is training on the cross-entropy)."""
     px = torch.distributions.Bernoulli(logits=out, validate_args=False)
-    return (saturated_log_prob(px, x) - px.log_prob(x)).sum(-1)
+    return (BernoulliLikelihood.saturated_log_prob(px, x) - px.log_prob(x)).sum(-1)
 
 
 # Per-sample loss of the autoencoder's output: its training loss and its anomaly score.

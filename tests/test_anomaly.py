@@ -9,15 +9,12 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.stats as st
 import torch
 from test_cli import assert_user_error, cli
-from torch.distributions import Bernoulli, ContinuousBernoulli, NegativeBinomial, Normal, Poisson
 
 import vaekit
-from vaekit.analysis.anomaly import SCORES, saturated_log_prob
+from vaekit.analysis.anomaly import SCORES
 from vaekit.calibration import Calibration, min_control
-from vaekit.likelihoods import ZeroInflatedNegativeBinomial
 
 N_FEATURES, RANK, NOISE = 20, 3, 0.1
 SHIFTED = [4, 11]  # the features moved off the manifold in planted outliers
@@ -111,37 +108,6 @@ def test_mean_deviance_is_the_deviance_of_the_posterior_mean_reconstruction(fitt
     np.testing.assert_allclose(
         model.anomaly_score(table, method="mean_deviance"), squared, rtol=1e-4
     )
-
-
-def _families(x: np.ndarray):
-    """(distribution whose saturated log-probability is wanted, scipy's log-pmf/pdf at x with
-    the mean set to x)."""
-    theta = np.array([0.5, 2.0, 5.0, 1.3])
-    nb = NegativeBinomial(torch.tensor(theta), logits=torch.zeros(4, dtype=torch.float64))
-    nb_logpmf = st.nbinom.logpmf(x, theta, theta / (theta + x))
-    scale = np.array([0.1, 1.0, 2.0, 3.0])
-    return {
-        "poisson": (Poisson(torch.ones(4)), st.poisson.logpmf(x, x)),
-        "nb": (nb, nb_logpmf),
-        "zinb": (ZeroInflatedNegativeBinomial(nb, torch.zeros(4)), np.where(x == 0, 0, nb_logpmf)),
-        "gaussian": (Normal(torch.zeros(4), torch.tensor(scale)), st.norm.logpdf(x, x, scale)),
-    }
-
-
-@pytest.mark.parametrize("family", ["poisson", "nb", "zinb", "gaussian"])
-def test_saturated_log_probability_matches_scipy(family):
-    x = np.array([0.0, 1.0, 3.0, 17.0])
-    px, expected = _families(x)[family]
-    got = saturated_log_prob(px, torch.tensor(x, dtype=px.mean.dtype))
-    np.testing.assert_allclose(got.double().numpy(), expected, rtol=1e-5, atol=1e-6)
-
-
-def test_saturated_bernoulli_is_minus_the_entropy_and_continuous_bernoulli_has_none():
-    x = np.array([0.0, 0.3, 0.5, 1.0])
-    got = saturated_log_prob(Bernoulli(logits=torch.zeros(4)), torch.tensor(x, dtype=torch.float32))
-    np.testing.assert_allclose(got.numpy(), -st.bernoulli.entropy(x), atol=1e-6)
-    with pytest.raises(ValueError, match="ContinuousBernoulli.*use method='elbo'"):
-        saturated_log_prob(ContinuousBernoulli(logits=torch.zeros(4)), torch.tensor(x))
 
 
 def test_contributions_point_at_the_shifted_features(model, with_outliers):

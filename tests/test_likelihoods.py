@@ -1,15 +1,22 @@
-"""Each likelihood's log-probability against scipy.stats or a closed form."""
+"""Each likelihood's log-probability and saturated log-probability against scipy.stats or a
+closed form; a likelihood defined here, with one registry line, trains, scores deviance and
+is accepted or refused by the conv architecture as its ``per_pixel`` says."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
 import torch
 from scipy import integrate, special, stats
+from torch import nn
+from torch.distributions import Laplace
 
-from vaekit.likelihoods import LIKELIHOODS, get_likelihood
+import vaekit
+from vaekit.likelihoods import LIKELIHOODS, Likelihood, get_likelihood, register
 
 N_HIDDEN, D = 5, 7
 
@@ -156,3 +163,125 @@ def test_gaussian_scale_has_a_floor() -> None:
     px = lik(torch.zeros(2, 4))
     assert torch.all(px.scale >= 1e-3 * (1 - 1e-6))
     assert torch.isfinite(px.log_prob(torch.ones(2, 3))).all()
+
+
+# ----------------------------------------------------------------------------- saturated
+X_COUNTS = np.array([[0, 1, 3, 17, 0, 250, 2]] * 4, dtype=np.float64)  # (4, D), with 0 * log 0
+X_REAL = np.random.default_rng(3).normal(size=(4, D)) * 3
+
+
+def _saturated_by_scipy(name: str, px) -> tuple[np.ndarray, np.ndarray] | None:
+    """(x, scipy's log-pmf/pdf of x with the family's mean set to x and its other parameters
+    those of ``px``), float64; None for a likelihood that has no saturated log-likelihood."""
+    grey = np.linspace(0, 1, 4 * D).reshape(4, D)  # 0 and 1 included: 0 * log 0
+    if name in ("gaussian", "isotropic_gaussian"):
+        return X_REAL, stats.norm.logpdf(X_REAL, X_REAL, px.scale.detach().numpy())
+    if name == "bernoulli":  # the cross-entropy of x with itself: -entropy
+        return grey, -stats.bernoulli.entropy(grey)
+    if name == "poisson":
+        return X_COUNTS, stats.poisson.logpmf(X_COUNTS, X_COUNTS)
+    if name in ("nb", "zinb"):
+        theta = (px.nb if name == "zinb" else px).total_count.detach().numpy()
+        nb = stats.nbinom.logpmf(X_COUNTS, theta, theta / (theta + X_COUNTS))
+        # zinb: a structural zero explains x = 0 with probability 1
+        return X_COUNTS, np.where(X_COUNTS == 0, 0.0, nb) if name == "zinb" else nb
+    return None
+
+
+NO_SATURATED = {"continuous_bernoulli": "grows without bound at 0 and 1"}
+
+
+@pytest.mark.parametrize("name", sorted(LIKELIHOODS))
+def test_saturated_log_prob_matches_scipy_at_x_own_mean(name):
+    lik, h = make(name)
+    library = torch.full((4, 1), 100.0, dtype=torch.float64)
+    px = lik(h, library if lik.uses_library else None)
+    expected = _saturated_by_scipy(name, px)
+    if expected is None:
+        assert name in NO_SATURATED, f"add {name!r}'s saturated log-likelihood to this test"
+        with pytest.raises(ValueError, match=f"{name}.*{NO_SATURATED[name]}.*method='elbo'"):
+            lik.saturated_log_prob(px, torch.zeros(4, D, dtype=torch.float64))
+        return
+    x, want = expected
+    got = type(lik).saturated_log_prob(px, torch.tensor(x)).detach().numpy()
+    assert got.dtype == np.float64
+    # float64 throughout: lgamma sums of order 1e3 lose about 1e-13 to cancellation
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    # No mean fits x better: the decoder's own mean scores at most as well.
+    assert (
+        lik(h, library if lik.uses_library else None).log_prob(torch.tensor(x))
+        <= torch.tensor(got) + 1e-9
+    ).all()
+
+
+def test_per_pixel_marks_the_likelihoods_whose_parameters_all_come_from_the_output_layer():
+    assert {n for n, cls in LIKELIHOODS.items() if cls.per_pixel} == {
+        "gaussian",
+        "isotropic_gaussian",
+        "bernoulli",
+        "continuous_bernoulli",
+    }
+
+
+# ----------------------------------------------------------------------------- a new likelihood
+class ToyLaplace(Likelihood):
+    """Laplace(location from the decoder, a learned scale per feature): a likelihood vaekit does
+    not ship, defined as a user would."""
+
+    def __init__(
+        self, n_hidden: int, n_features: int, batch_norm: bool = False, out: nn.Module | None = None
+    ) -> None:
+        super().__init__(n_hidden, n_features, batch_norm, out)
+        self.log_scale = nn.Parameter(torch.zeros(n_features))
+
+    def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> Laplace:
+        loc = self.out(h)
+        return Laplace(loc, self.log_scale.exp().expand(loc.shape[-1]), validate_args=False)
+
+    @classmethod
+    def saturated_log_prob(cls, px: Laplace, x: torch.Tensor) -> torch.Tensor:
+        return Laplace(x, px.scale, validate_args=False).log_prob(x)
+
+
+@contextmanager
+def registered_toy(per_pixel: bool) -> Iterator[type[Likelihood]]:
+    """The toy likelihood registered (the one line) as "toy_laplace", per-pixel or not; removed
+    again afterwards so that the registry is as it was."""
+    cls = register("toy_laplace")(type("Toy", (ToyLaplace,), {"per_pixel": per_pixel}))
+    try:
+        yield cls
+    finally:
+        del LIKELIHOODS["toy_laplace"]
+
+
+TOY = dict(likelihood="toy_laplace", n_latent=2, hidden=(16,), epochs=3, seed=0, verbose=False)
+NO_COLLAPSE_WARNING = pytest.mark.filterwarnings("ignore::vaekit.train.PosteriorCollapseWarning")
+
+
+@NO_COLLAPSE_WARNING
+def test_a_new_likelihood_needs_one_class_and_one_registry_line(digits):
+    X = digits[1][:120]
+    with registered_toy(per_pixel=False) as toy:
+        model = vaekit.VAE(**TOY).fit(X)
+        assert isinstance(model.module_.likelihood, toy)
+        deviance = model.anomaly_score(X, method="deviance", seed=4)
+        elbo = model.score_samples(X, n_samples=10, seed=4)
+    # -ELBO plus the saturated term, sum_j log Laplace(x_j | x_j, b_j) = -sum_j log(2 b_j);
+    # the same draws, so they differ by float32 rounding of sums over 64 features
+    b = model.module_.likelihood.log_scale.exp().double().detach().numpy()
+    np.testing.assert_allclose(deviance, -elbo - np.log(2 * b).sum(), rtol=1e-5, atol=1e-4)
+
+
+@NO_COLLAPSE_WARNING
+@pytest.mark.parametrize("per_pixel", [True, False])
+def test_conv_takes_a_new_likelihood_as_its_per_pixel_attribute_says(per_pixel, digits):
+    X = digits[1][:120]
+    with registered_toy(per_pixel):
+        model = vaekit.VAE(**TOY, architecture="conv", image_shape=(8, 8))
+        if not per_pixel:
+            refused = r"supports the likelihoods \[.*'bernoulli'.*\]; got 'toy_laplace'"
+            with pytest.raises(ValueError, match=refused):
+                model.fit(X)
+            return
+        assert model.fit(X).settings_["architecture"] == "conv"
+        assert model.reconstruct(X).shape == X.shape

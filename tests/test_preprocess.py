@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from synthetic import counts
 
 import vaekit
+from vaekit.data import preprocess
 from vaekit.data.preprocess import (
     Center,
     Log1p,
@@ -63,9 +64,20 @@ def test_sparse_input_gives_the_same_as_dense():
         np.testing.assert_allclose(sparse, dense, rtol=1e-5, atol=1e-6)
 
 
-def test_steps_run_in_a_fixed_order_and_new_values_are_clipped():
-    pre = Preprocessor(["minmax", SelectVariable(2), "log1p"])
-    assert [s.name for s in pre.steps] == ["log1p", "select_variable", "minmax"]
+def test_steps_run_in_the_order_given_and_new_values_are_clipped():
+    X = RNG.gamma(2.0, 3.0, size=(40, 5)).astype(np.float32)
+    x = X.astype(np.float64)
+    minmax = (x - x.min(0)) / (x.max(0) - x.min(0))
+    first = Preprocessor(["minmax", "log1p"])
+    assert [s.name for s in first.steps] == ["minmax", "log1p"]
+    np.testing.assert_allclose(first.fit_transform(X, list("abcde")), np.log1p(minmax), atol=1e-6)
+    logged = np.log1p(x)
+    by_hand = (logged - logged.min(0)) / (logged.max(0) - logged.min(0))
+    np.testing.assert_allclose(
+        Preprocessor(["log1p", "minmax"]).fit_transform(X, list("abcde")), by_hand, atol=1e-6
+    )
+    np.testing.assert_allclose(first.inverse_transform(first.transform(X), X), X, rtol=1e-5)
+    pre = Preprocessor(["log1p", SelectVariable(2), "minmax"])
     X = np.array([[0.0, 1, 5], [3, 9, 5], [1, 4, 5]], dtype=np.float32)
     out = pre.fit_transform(X, ["a", "b", "c"])
     assert pre.features_ == ["a", "b"] and out.shape == (3, 2)
@@ -77,12 +89,56 @@ def test_steps_run_in_a_fixed_order_and_new_values_are_clipped():
         Preprocessor(["sqrt"])
 
 
+@pytest.mark.parametrize(
+    "steps, match",
+    [
+        (["zscore", "log1p"], r"runs log1p after zscore.*negative.*\['log1p', 'zscore'\]"),
+        (["center", "log1p"], r"runs log1p after center.*negative.*\['log1p', 'center'\]"),
+        (
+            ["log1p", "normalize_total"],
+            r"runs normalize_total after log1p.*counts.*\['normalize_total', 'log1p'\]",
+        ),
+        (
+            ["minmax", "normalize_total"],
+            r"runs normalize_total after minmax.*counts.*\['normalize_total', 'minmax'\]",
+        ),
+        (
+            ["zscore", SelectVariable(3)],
+            r"select_variable after zscore.*unit variance.*\['select_variable', 'zscore'\]",
+        ),
+    ],
+)
+def test_an_order_that_makes_no_sense_is_refused_naming_the_steps(steps, match):
+    with pytest.raises(ValueError, match=match):
+        Preprocessor(steps)
+    X = RNG.gamma(2.0, 3.0, size=(30, 6)).astype(np.float32)
+    with pytest.raises(ValueError, match=match):
+        vaekit.VAE(preprocess=steps, epochs=1, verbose=False).fit(X)
+
+
+@pytest.mark.filterwarnings("ignore::vaekit.train.PosteriorCollapseWarning")
+def test_a_model_keeps_its_order_of_steps(tmp_path):
+    X = RNG.gamma(2.0, 3.0, size=(60, 6)).astype(np.float32)
+    model = vaekit.VAE(n_latent=2, likelihood="bernoulli", epochs=1, seed=0, verbose=False,
+                       preprocess=["minmax", "log1p"]).fit(X)
+    assert model.preprocessor_.transform(X).max() == pytest.approx(np.log(2), rel=1e-6)
+    model.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert [p["name"] for p in config["preprocess"]] == ["minmax", "log1p"]
+    np.testing.assert_array_equal(vaekit.load(tmp_path / "m").transform(X), model.transform(X))
+
+
 def test_override_replaces_steps_by_kind():
     base = PRESETS["tybalt"]["preprocess"]
     steps = override(base, select=2000, scale="zscore")
     assert steps == [Log1p(base=2), SelectVariable(2000, "mad"), ZScore()]
     assert override(base, log1p=False, select=0) == [MinMax()]
     assert override((), normalize=True, log1p=True) == [NormalizeTotal(), Log1p()]
+    # Steps keep their places; a new kind goes before the first step of a later kind.
+    assert override(["minmax", "log1p"], select=3) == [SelectVariable(3), MinMax(), Log1p()]
+    assert override(["minmax", "log1p"], scale="center", log1p=False) == [Center()]
+    with pytest.raises(ValueError, match="runs log1p after zscore"):
+        override(["minmax", "log1p"], scale="zscore")
 
 
 def test_preprocessing_travels_with_the_model(tmp_path):
@@ -188,3 +244,67 @@ def test_a_model_with_missing_preprocessing_state_is_refused(tmp_path):
     save_file(weights, tmp_path / "m" / "weights.safetensors")
     with pytest.raises(ValueError, match=r"'zscore' lacks its fitted \['std_'\]"):
         vaekit.load(tmp_path / "m")
+
+
+def _sparse_with_nan(n: int, d: int) -> sp.csr_matrix:
+    """Counts as CSR, a few stored NaN (missing entries) among them."""
+    X = counts(n, d).astype(np.float32)
+    X[RNG.random(X.shape) < 0.03] = np.nan
+    return sp.csr_matrix(X)
+
+
+def _by_numpy(X: np.ndarray, step: str, center: bool) -> np.ndarray:
+    """zscore or center of X in float64 over the observed entries, by numpy."""
+    mean = np.nanmean(X, 0) if center else 0.0
+    spread = np.nanstd(X, 0) if step == "zscore" else np.sqrt(np.nanvar(X, 0).mean())
+    return (X - mean) / spread
+
+
+@pytest.mark.parametrize("step", ["zscore", "center"])
+@pytest.mark.parametrize("center", [True, False])
+def test_sparse_input_is_scaled_without_densifying_it(step, center, monkeypatch):
+    S = _sparse_with_nan(200, 12)
+    dense_calls = []
+    toarray = sp.csr_matrix.toarray
+
+    def counted(self, *args, **kwargs):
+        dense_calls.append(self.shape[0])
+        return toarray(self, *args, **kwargs)
+
+    monkeypatch.setattr(sp.csr_matrix, "toarray", counted)
+    monkeypatch.setattr(preprocess, "BLOCK_VALUES", 30 * 12)  # blocks of 30 rows
+    pre = Preprocessor([{"name": step, "center": center}])
+    out = pre.fit_transform(S, list("abcdefghijkl"))
+    assert max(dense_calls, default=0) <= 30  # never more than a block of rows at a time
+    if center:  # centring fills in the zeros: dense output
+        assert isinstance(out, np.ndarray) and len(dense_calls) == 7
+    else:
+        assert sp.issparse(out) and out.nnz == S.nnz and not dense_calls
+        out = toarray(out)
+    assert out.dtype == np.float32
+    monkeypatch.undo()
+    want = _by_numpy(S.toarray().astype(np.float64), step, center)
+    # float32 output: a few units of rounding in values of order max|x| / spread
+    np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-6 * np.nanmax(np.abs(want)) * 10)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(S.toarray()))
+    back = pre.inverse_transform(np.nan_to_num(out), S)
+    observed = ~np.isnan(S.toarray())
+    np.testing.assert_allclose(back[observed], S.toarray()[observed], rtol=1e-5, atol=1e-4)
+
+
+def test_scaling_without_centring_is_saved_and_a_default_step_writes_no_new_key(tmp_path):
+    X = sp.csr_matrix(counts(80, 10).astype(np.float32))
+    kw = dict(n_latent=2, epochs=1, seed=0, verbose=False)
+    model = vaekit.VAE(**kw, preprocess=[{"name": "zscore", "center": False}]).fit(X)
+    model.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["preprocess"] == [{"name": "zscore", "center": False}]
+    loaded = vaekit.load(tmp_path / "m")
+    assert loaded.preprocessor_.steps == [ZScore(center=False)]
+    np.testing.assert_array_equal(loaded.transform(X), model.transform(X))
+    # The default, centring, keeps the model file as older vaekit versions wrote it.
+    vaekit.VAE(**kw, preprocess=["zscore"]).fit(X).save(tmp_path / "d")
+    config = json.loads((tmp_path / "d" / "config.json").read_text())
+    assert config["preprocess"] == [{"name": "zscore"}]
+    with pytest.raises(ValueError, match=r"'zscore': center must be true or false; got 'no'"):
+        Preprocessor([{"name": "zscore", "center": "no"}])

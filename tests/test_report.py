@@ -1,6 +1,6 @@
 """vaekit.report and `vaekit report`: the page holds the model's numbers (recomputed here from the
-validation rows that training drew), the figures that apply to its data, nothing external, and
-is written atomically."""
+validation rows that training held out and the model stored), the figures that apply to its
+data, nothing external, and is written atomically."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 from test_cli import assert_user_error, cli, main_args
 from test_plot import Calibration
@@ -84,10 +83,10 @@ def read_page(path: Path) -> Page:
 
 
 def validation_rows(model: vaekit.VAE, n: int) -> np.ndarray:
-    """The rows training held out: the first n * fraction of a permutation drawn from a torch
-    generator seeded with the model's seed (as train() draws them)."""
-    permutation = torch.randperm(n, generator=torch.Generator().manual_seed(model.seed_))
-    return np.sort(permutation[: int(n * model.settings_["validation_fraction"])].numpy())
+    """The rows training held out, as the model stores them (tests/test_held_out.py checks
+    that they are the rows training never saw)."""
+    assert len(model.validation_rows_) == int(n * model.settings_["validation_fraction"])
+    return model.validation_rows_
 
 
 # ----------------------------------------------------------------------------- data and models

@@ -176,6 +176,10 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     image_shape_ : tuple of int or None
         (H, W) or (C, H, W): ``image_shape``, else that of images read by :func:`vaekit.read`.
     training_seconds_ : float
+    validation_rows_ : ndarray of int
+        The rows of X that training held out for validation (ascending; empty with
+        ``validation_fraction=0``). Absent on models loaded from folders saved before vaekit
+        stored them.
 
     Examples
     --------
@@ -312,6 +316,7 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.history_ = pd.DataFrame(result.history).set_index("epoch")
         self.best_epoch_ = result.best_epoch
         self.training_seconds_ = result.seconds
+        self.validation_rows_ = result.validation_rows.numpy()
         self.metadata_ = {}
         self.__dict__.pop("calibration_", None)  # a threshold of the old weights
         return self

@@ -26,7 +26,7 @@ def model_table(
     likelihood (messages then name the column as the model sees it); NaN (missing entries)
     pass when ``allow_nan``."""
     support = get_likelihood(likelihood).support
-    if support == "counts" and not preprocessor.keeps_counts:
+    if support.raw_counts and not preprocessor.keeps_counts:
         raise ValueError(
             f"likelihood {likelihood!r} models raw counts, but preprocess "
             f"{preprocessor.to_config()} changes them (only feature selection keeps counts); "

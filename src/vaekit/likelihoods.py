@@ -1,13 +1,18 @@
 """Likelihoods p(x | z): each maps the decoder's last layer to a ``torch.distributions`` object.
 
-A new likelihood is one subclass of :class:`Likelihood` with ``@register("name")``.
+A new likelihood is one subclass of :class:`Likelihood` with ``@register("name")``: what the
+rest of vaekit needs to know of it (the values it scores, whether a conv decoder's per-pixel
+output layer can serve it, its saturated log-likelihood for the deviance scores) are its
+attributes, not tables elsewhere.
 """
 
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from collections.abc import Callable
+from typing import ClassVar, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,9 +25,63 @@ from torch.distributions import (
     Poisson,
     constraints,
 )
+from torch.special import xlogy
 
 LIKELIHOODS: dict[str, type[Likelihood]] = {}
 MIN_LOG_SCALE = math.log(1e-3)  # Gaussian SD floor, for data of order 1
+
+
+class Support(NamedTuple):
+    """The values a likelihood can score; the estimator checks data against it before training.
+
+    Attributes
+    ----------
+    name : str
+        ``"real"``, ``"unit_interval"``, ``"counts"``...
+    outside : callable or None
+        ``values (ndarray, NaN = missing) -> boolean mask of the values outside, or None when
+        every value is inside``; None when every real value is.
+    what, fix : str
+        The values outside, and what to do about them, for the error message.
+    raw_counts : bool
+        Only raw counts are scored: preprocessing that changes them is refused, and every
+        sample needs a positive total.
+    """
+
+    name: str
+    outside: Callable[[np.ndarray], np.ndarray | None] | None = None
+    what: str = ""
+    fix: str = ""
+    raw_counts: bool = False
+
+
+def _outside_unit_interval(v: np.ndarray) -> np.ndarray | None:
+    # min/max first: the full mask is only built when there is something to report; the
+    # nan-aware ones skip missing entries (NaN compares False, so never counts as bad)
+    outside = v.size and not np.isnan(v).all() and (np.nanmin(v) < 0 or np.nanmax(v) > 1)
+    return (v < 0) | (v > 1) if outside else None
+
+
+def _not_counts(v: np.ndarray) -> np.ndarray | None:
+    bad = ((v < 0) | (v != np.round(v))) & ~np.isnan(v)  # NaN (missing) is not a bad count
+    return bad if bad.any() else None
+
+
+REAL = Support("real")
+UNIT_INTERVAL = Support(
+    "unit_interval",
+    _outside_unit_interval,
+    "values outside [0, 1]",
+    "scale the data to [0, 1] (for example divide by the maximum) or use likelihood='gaussian'",
+)
+COUNTS = Support(
+    "counts",
+    _not_counts,
+    "negative or non-integer values",
+    "it needs raw counts, not normalised, scaled or log-transformed values; pass the raw "
+    "counts or use likelihood='gaussian'",
+    raw_counts=True,
+)
 
 
 def register(name: str):
@@ -61,17 +120,22 @@ class Likelihood(nn.Module):
 
     Attributes
     ----------
-    support : str
-        The values x may take: ``"real"``, ``"unit_interval"`` or ``"counts"``; the estimator
-        checks data against it before training.
+    support : Support
+        The values x may take (:data:`REAL`, :data:`UNIT_INTERVAL`, :data:`COUNTS`); the
+        estimator checks data against it before training.
     uses_library : bool
         Count likelihoods predict proportions that are scaled by each sample's library size
         (its total count), as scVI does (Lopez et al. 2018).
+    per_pixel : bool
+        All its parameters come from the output layer, so the conv decoder's per-pixel output
+        layer can replace that layer (``architecture="conv"`` is refused otherwise).
     """
 
     name: ClassVar[str]
-    support: ClassVar[str] = "real"
+    support: ClassVar[Support] = REAL
     uses_library: ClassVar[bool] = False
+    per_pixel: ClassVar[bool] = False
+    _no_saturated: ClassVar[str] = ""  # why it has no saturated log-likelihood, for the message
 
     def __init__(
         self, n_hidden: int, n_features: int, batch_norm: bool = False, out: nn.Module | None = None
@@ -89,11 +153,29 @@ class Likelihood(nn.Module):
         """What the encoder sees of x (count models see log1p counts, as scVI)."""
         return x
 
+    @classmethod
+    def saturated_log_prob(cls, px: Distribution, x: torch.Tensor) -> torch.Tensor:
+        """(B, n_features) log p(x | the parameters that fit x best): ``px``'s family with its
+        mean set to x (the maximum-likelihood fit of one value for these exponential
+        families), keeping the parameters the decoder does not set per sample (a Gaussian's
+        scale, a dispersion). The ``"deviance"`` anomaly scores subtract it.
+
+        Raises
+        ------
+        ValueError
+            For a likelihood that does not define it.
+        """
+        raise ValueError(
+            f"the 'deviance' scores need the saturated log-likelihood of likelihood "
+            f"{cls.name!r}, which it does not define{cls._no_saturated}; use method='elbo'"
+        )
+
 
 @register("gaussian")
 class GaussianLikelihood(Likelihood):
     """Normal(mean from the decoder, a learned standard deviation per feature, at least 1e-3)."""
 
+    per_pixel = True
     shared_scale: ClassVar[bool] = False
 
     def __init__(
@@ -108,6 +190,10 @@ class GaussianLikelihood(Likelihood):
         scale = self.log_scale.clamp(min=MIN_LOG_SCALE).exp()
         mean = self.out(h)
         return Normal(mean, scale.expand(mean.shape[-1]), validate_args=False)
+
+    @classmethod
+    def saturated_log_prob(cls, px: Normal, x: torch.Tensor) -> torch.Tensor:
+        return Normal(x, px.scale, validate_args=False).log_prob(x)
 
 
 @register("isotropic_gaussian")
@@ -124,18 +210,25 @@ class IsotropicGaussianLikelihood(GaussianLikelihood):
 class BernoulliLikelihood(Likelihood):
     """Bernoulli(logits); on values inside [0, 1] its log-probability is the cross-entropy."""
 
-    support = "unit_interval"
+    support = UNIT_INTERVAL
+    per_pixel = True
 
     def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> Distribution:
         # validate_args=False: grey values in [0, 1] are scored by cross-entropy, as is usual.
         return Bernoulli(logits=self.out(h), validate_args=False)
+
+    @classmethod
+    def saturated_log_prob(cls, px: Bernoulli, x: torch.Tensor) -> torch.Tensor:
+        return xlogy(x, x) + xlogy(1 - x, 1 - x)  # -entropy of x in [0, 1]
 
 
 @register("continuous_bernoulli")
 class ContinuousBernoulliLikelihood(Likelihood):
     """The normalised Bernoulli for values in [0, 1] (Loaiza-Ganem & Cunningham 2019)."""
 
-    support = "unit_interval"
+    support = UNIT_INTERVAL
+    per_pixel = True
+    _no_saturated = " (its density grows without bound at 0 and 1)"
 
     def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> Distribution:
         return ContinuousBernoulli(logits=self.out(h), validate_args=False)
@@ -144,7 +237,7 @@ class ContinuousBernoulliLikelihood(Likelihood):
 class _CountLikelihood(Likelihood):
     """Decoder predicts log-proportions over features; the mean is library * proportion."""
 
-    support = "counts"
+    support = COUNTS
     uses_library = True
 
     def log_mean(self, h: torch.Tensor, library: torch.Tensor | None) -> torch.Tensor:
@@ -161,6 +254,10 @@ class _CountLikelihood(Likelihood):
 class PoissonLikelihood(_CountLikelihood):
     def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> Distribution:
         return Poisson(self.log_mean(h, library).exp(), validate_args=False)
+
+    @classmethod
+    def saturated_log_prob(cls, px: Poisson, x: torch.Tensor) -> torch.Tensor:
+        return xlogy(x, x) - x - torch.lgamma(x + 1)
 
 
 def _negative_binomial(log_mean: torch.Tensor, log_theta: torch.Tensor) -> NegativeBinomial:
@@ -183,6 +280,23 @@ class NegativeBinomialLikelihood(_CountLikelihood):
 
     def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> Distribution:
         return _negative_binomial(self.log_mean(h, library), self.log_theta)
+
+    @classmethod
+    def saturated_log_prob(cls, px: NegativeBinomial, x: torch.Tensor) -> torch.Tensor:
+        return _nb_saturated(px, x)
+
+
+def _nb_saturated(px: NegativeBinomial, x: torch.Tensor) -> torch.Tensor:
+    """log NB(x | mean x, inverse dispersion theta), 0 * log 0 taken as 0."""
+    theta = px.total_count
+    return (
+        torch.lgamma(x + theta)
+        - torch.lgamma(theta)
+        - torch.lgamma(x + 1)
+        + theta * (theta.log() - (theta + x).log())
+        + xlogy(x, x)
+        - xlogy(x, theta + x)
+    )
 
 
 class ZeroInflatedNegativeBinomial(Distribution):
@@ -240,3 +354,10 @@ class ZeroInflatedNegativeBinomialLikelihood(NegativeBinomialLikelihood):
     def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> Distribution:
         nb = _negative_binomial(self.log_mean(h, library), self.log_theta)
         return ZeroInflatedNegativeBinomial(nb, self.zi(h))
+
+    @classmethod
+    def saturated_log_prob(
+        cls, px: ZeroInflatedNegativeBinomial, x: torch.Tensor
+    ) -> torch.Tensor:
+        # a structural zero explains x = 0 with probability 1
+        return torch.where(x == 0, torch.zeros_like(x), _nb_saturated(px.nb, x))

@@ -5,6 +5,8 @@ preprocessing and condition encodings and the training history; ``weights.safete
 the module's weights and the preprocessing steps' fitted arrays (prefixed ``preprocess.``).
 An anomaly-score calibration (``calibration_``), when the model has one, is stored in
 ``config.json`` under ``calibration``; folders written without it load as uncalibrated models.
+The rows training held out (``validation_rows_``) are stored under
+``training.validation_rows``; folders written without them load without the attribute.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def write(model: Any, path: str | os.PathLike, metadata: dict | None = None) -> 
             "best_epoch": model.best_epoch_,
             "seconds": model.training_seconds_,
             "history": model.history_.reset_index().to_dict(orient="list"),
+            **_validation_rows(model),
         },
         "metadata": metadata or {},
         "calibration": _calibration(model),
@@ -111,6 +114,8 @@ def read(cls: type, path: str | os.PathLike) -> Any:
     model.best_epoch_ = training["best_epoch"]
     model.training_seconds_ = training["seconds"]
     model.history_ = pd.DataFrame(training["history"]).set_index("epoch")
+    if training.get("validation_rows") is not None:  # older folders lack it
+        model.validation_rows_ = np.asarray(training["validation_rows"], dtype=np.int64)
     model.metadata_ = config.get("metadata", {})
     if config.get("calibration") is not None:
         model.calibration_ = Calibration.from_dict(config["calibration"])
@@ -130,6 +135,12 @@ def write_calibration(path: str | os.PathLike, calibration: Calibration | None) 
 def _calibration(model: Any) -> dict[str, Any] | None:
     calibration = getattr(model, "calibration_", None)
     return None if calibration is None else calibration.to_dict()
+
+
+def _validation_rows(model: Any) -> dict[str, list[int]]:
+    """``{"validation_rows": [...]}``, or nothing for a model loaded from an older folder."""
+    rows = getattr(model, "validation_rows_", None)
+    return {} if rows is None else {"validation_rows": np.asarray(rows).tolist()}
 
 
 def _names(model: Any) -> list[str] | None:

@@ -42,11 +42,14 @@ MIN_LR_SHARE = 0.01  # ... down to this share of the initial rate
 
 @dataclass
 class TrainResult:
-    """What :func:`train` learned besides the weights: one dict per epoch, and the best epoch."""
+    """What :func:`train` learned besides the weights: one dict per epoch, the best epoch, and
+    the rows it held out for validation (ascending), which callers store rather than draw
+    again from the seed (``torch.randperm``'s output may change between torch releases)."""
 
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = -1
     seconds: float = 0.0
+    validation_rows: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
 
 
 def split_indices(n: int, fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
@@ -66,7 +69,7 @@ def seeded_split(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
     """:func:`train`'s (train, validation) rows for ``seed``, and the generator, which then
     orders its minibatches: the one place that fixes which rows a seed holds out (a report
-    recovers them from a saved model's seed)."""
+    recovers them from the seed of a model saved before models stored them)."""
     gen = torch.Generator().manual_seed(seed if seed is not None else 0)
     train_idx, val_idx = split_indices(n, fraction, gen)
     return train_idx, val_idx, gen
@@ -177,6 +180,7 @@ def train(
     opt = adam(module, config)
     plateau = _plateau(opt, config) if len(val_idx) else None
     result, best, best_state, stale = TrainResult(), float("inf"), None, 0
+    result.validation_rows = val_idx.sort().values
     start = time.perf_counter()
     for epoch in range(config.epochs):
         tic = time.perf_counter()

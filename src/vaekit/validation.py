@@ -12,6 +12,8 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from vaekit.likelihoods import Support
+
 Matrix = np.ndarray | sp.csr_matrix
 
 NAN_HINT = (
@@ -204,49 +206,18 @@ def _first(X: Matrix, bad: np.ndarray) -> tuple[int, int]:
     return int(np.searchsorted(X.indptr, k, side="right") - 1), int(X.indices[k])
 
 
-def _outside_unit_interval(v: np.ndarray) -> np.ndarray | None:
-    # min/max first: the full mask is only built when there is something to report; the
-    # nan-aware ones skip missing entries (NaN compares False, so never counts as bad)
-    outside = v.size and not np.isnan(v).all() and (np.nanmin(v) < 0 or np.nanmax(v) > 1)
-    return (v < 0) | (v > 1) if outside else None
-
-
-def _not_counts(v: np.ndarray) -> np.ndarray | None:
-    bad = ((v < 0) | (v != np.round(v))) & ~np.isnan(v)  # NaN (missing) is not a bad count
-    return bad if bad.any() else None
-
-
-# support name -> (mask of bad values or None, what they are, how to fix)
-SUPPORTS = {
-    "unit_interval": (
-        _outside_unit_interval,
-        "values outside [0, 1]",
-        "scale the data to [0, 1] (for example divide by the maximum) or use likelihood='gaussian'",
-    ),
-    "counts": (
-        _not_counts,
-        "negative or non-integer values",
-        "it needs raw counts, not normalised, scaled or log-transformed values; pass the raw "
-        "counts or use likelihood='gaussian'",
-    ),
-}
-
-
-def check_support(table: Table, support: str, likelihood: str) -> None:
-    """Raise if ``table`` holds values the likelihood cannot score (see ``Likelihood.support``)."""
-    if support not in SUPPORTS:
-        return
-    test, what, fix = SUPPORTS[support]
-    values = table.X.data if sp.issparse(table.X) else table.X
-    bad = test(values)
+def check_support(table: Table, support: Support, likelihood: str) -> None:
+    """Raise if ``table`` holds values the likelihood cannot score (its ``Likelihood.support``)."""
+    values = _values(table.X)
+    bad = None if support.outside is None else support.outside(values)
     if bad is not None:
         row, col = _first(table.X, bad)
         value = values[bad].flat[0]
         raise ValueError(
-            f"likelihood {likelihood!r} cannot score {int(bad.sum())} {what}, the first "
-            f"{value:g} at {table.where(row, col)}; {fix}"
+            f"likelihood {likelihood!r} cannot score {int(bad.sum())} {support.what}, the first "
+            f"{value:g} at {table.where(row, col)}; {support.fix}"
         )
-    if support == "counts":
+    if support.raw_counts:
         _check_no_empty_rows(table, likelihood)
 
 

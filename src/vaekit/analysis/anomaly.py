@@ -13,11 +13,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import pandas as pd
 import torch
-from torch.distributions import Bernoulli, Distribution, NegativeBinomial, Normal, Poisson
-from torch.special import xlogy
+from torch.distributions import Distribution
 
 from vaekit.calibration import Calibration, check_fpr, min_control  # noqa: F401 - re-exported
-from vaekit.likelihoods import ZeroInflatedNegativeBinomial
 from vaekit.model import VAEModule, observed_sum
 
 if TYPE_CHECKING:
@@ -94,35 +92,6 @@ SCORES: dict[str, Score] = {
 }
 
 
-def _nb_saturated(px: NegativeBinomial, x: torch.Tensor) -> torch.Tensor:
-    """log NB(x | mean x, inverse dispersion theta), 0 * log 0 taken as 0."""
-    theta = px.total_count
-    return (
-        torch.lgamma(x + theta)
-        - torch.lgamma(theta)
-        - torch.lgamma(x + 1)
-        + theta * (theta.log() - (theta + x).log())
-        + xlogy(x, x)
-        - xlogy(x, theta + x)
-    )
-
-
-# Per-feature log p(x | the parameters that fit x best): the decoder's family with its mean set
-# to x (the maximum-likelihood fit of one value for these exponential families), keeping the
-# parameters the decoder does not set per sample (a Gaussian's scale, a dispersion). The
-# continuous Bernoulli has none: its density grows without bound at 0 and 1.
-SATURATED: dict[type[Distribution], Callable[[Distribution, torch.Tensor], torch.Tensor]] = {
-    Bernoulli: lambda px, x: xlogy(x, x) + xlogy(1 - x, 1 - x),  # -entropy of x in [0, 1]
-    Normal: lambda px, x: Normal(x, px.scale, validate_args=False).log_prob(x),
-    Poisson: lambda px, x: xlogy(x, x) - x - torch.lgamma(x + 1),
-    NegativeBinomial: _nb_saturated,
-    # a structural zero explains x = 0 with probability 1
-    ZeroInflatedNegativeBinomial: lambda px, x: torch.where(
-        x == 0, torch.zeros_like(x), _nb_saturated(px.nb, x)
-    ),
-}
-
-
 def get_score(method: str) -> Score:
     """The anomaly score registered as ``method``; raise naming the choices otherwise."""
     try:
@@ -193,8 +162,9 @@ def saturated_log_likelihood(
     model: BaseVAE, X: Any, y: Any = None, *, layer: str | None = None
 ) -> np.ndarray:
     """Per-sample log p(x) under the saturated model, in nats: the model's likelihood family
-    with every feature's mean set to its observed value (see :data:`SATURATED`); no decoder
-    output can fit x better, so -ELBO minus this is >= 0 up to Monte Carlo error.
+    with every feature's mean set to its observed value (its likelihood's
+    :meth:`~vaekit.likelihoods.Likelihood.saturated_log_prob`); no decoder output can fit x
+    better, so -ELBO minus this is >= 0 up to Monte Carlo error.
 
     Returns
     -------
@@ -225,20 +195,7 @@ def _at_posterior_mean(
 def _saturated(module: VAEModule, px: Distribution, x: torch.Tensor) -> torch.Tensor:
     """(B,) the saturated log-likelihood over the entries the model counts: with
     ``missing="mask"`` the observed ones, as its ELBO does."""
-    return observed_sum(saturated_log_prob(px, x), module.observed(x))
-
-
-def saturated_log_prob(px: Distribution, x: torch.Tensor) -> torch.Tensor:
-    """(B, n_features) log-probability of x under ``px``'s family fitted to x itself."""
-    fn = SATURATED.get(type(px))
-    if fn is None:
-        known = sorted(t.__name__ for t in SATURATED)
-        raise ValueError(
-            f"the 'deviance' scores need the saturated log-likelihood of {type(px).__name__}, "
-            f"which vaekit has only for {known} (a continuous Bernoulli's is unbounded at 0 "
-            "and 1); use method='elbo'"
-        )
-    return fn(px, x)
+    return observed_sum(module.likelihood.saturated_log_prob(px, x), module.observed(x))
 
 
 def calibrate(

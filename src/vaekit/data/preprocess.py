@@ -2,7 +2,8 @@
 
 Each step is a small named object: its settings go to ``config.json``, its fitted arrays to
 ``weights.safetensors``; nothing is pickled. A new step is one class with ``@register_step``.
-Steps run in a fixed order by kind: normalise -> transform -> select -> scale.
+Steps run in the order given, at most one of each kind (normalise, transform, select, scale);
+an order that makes no sense (log1p after zscore, say) is refused, naming the steps.
 
 NaN entries (missing values, ``VAE(missing="mask")``) pass through every step as NaN, and the
 fitted statistics are those of the observed entries. Every step can be inverted
@@ -21,7 +22,10 @@ import scipy.sparse as sp
 Matrix = np.ndarray | sp.csr_matrix
 
 STEPS: dict[str, type[Step]] = {}
+# The usual order of the kinds (as scanpy's): where `override` puts a step of a new kind, and
+# the order an error message suggests.
 ORDER = ("normalize", "transform", "select", "scale")
+BLOCK_VALUES = 2**22  # values per block of rows when a sparse matrix becomes dense (16 MB)
 
 
 def register_step(cls: type[Step]) -> type[Step]:
@@ -63,6 +67,15 @@ class Step:
     def select(self, names: list[str]) -> list[str]:
         """Names of the output features."""
         return names
+
+    @property
+    def signed(self) -> bool:
+        """Whether the output may be negative whatever the input (centring)."""
+        return False
+
+    def cannot_follow(self, step: Step) -> str | None:
+        """Why this step makes no sense after ``step``, or None when it may follow it."""
+        return None
 
     def state(self) -> dict[str, np.ndarray]:
         """Fitted arrays, by attribute name."""
@@ -113,6 +126,11 @@ class NormalizeTotal(Step):
         inverse = np.divide(1.0, scale, out=np.zeros_like(scale), where=scale > 0)
         return Y * inverse[:, None].astype(np.float32)
 
+    def cannot_follow(self, step: Step) -> str | None:
+        if step.keeps_counts:
+            return None
+        return f"{step.name} changes the counts whose totals normalize_total scales"
+
     def _scale(self, X: Matrix) -> np.ndarray:
         """(n,) the factor that brings each sample's total to the target (0 for empty ones)."""
         totals = _row_sums(X)
@@ -148,6 +166,11 @@ class Log1p(Step):
 
     def inverse_transform(self, Y: np.ndarray, X: Matrix) -> np.ndarray:
         return np.expm1(Y * self._divisor)
+
+    def cannot_follow(self, step: Step) -> str | None:
+        if not step.signed:
+            return None
+        return f"{step.name} gives negative values, and log1p needs values above -1"
 
     @property
     def _divisor(self) -> np.float32:
@@ -192,6 +215,11 @@ class SelectVariable(Step):
     def select(self, names: list[str]) -> list[str]:
         return [names[i] for i in self.index_]
 
+    def cannot_follow(self, step: Step) -> str | None:
+        if not isinstance(step, ZScore):
+            return None
+        return "zscore gives every feature unit variance, leaving nothing to rank them by"
+
 
 @register_step
 class MinMax(Step):
@@ -213,53 +241,87 @@ class MinMax(Step):
         return (Y * self.range_ + self.min_).astype(np.float32)
 
 
-@register_step
-class ZScore(Step):
-    """Centre each feature and scale it to unit variance (training mean and SD)."""
+class _Standardise(Step):
+    """Subtract each feature's training mean (unless ``center=False``) and divide by a spread.
 
-    name, kind, state_keys = "zscore", "scale", ("mean_", "std_")
+    ``center=False`` only divides, so that a sparse matrix stays sparse; centring fills in
+    every zero, so the output of sparse input is then dense (built a block of rows at a time:
+    the input is never densified whole besides the output).
+    """
 
-    def fit(self, X: Matrix) -> Step:
-        dense = _dense(X)
-        self.mean_ = _column("mean", dense).astype(np.float32)
-        self.std_ = _nonzero(_column("std", dense))
-        return self
+    kind = "scale"
+
+    def __init__(self, center: bool = True) -> None:
+        if not isinstance(center, (bool, np.bool_)):
+            raise TypeError(f"center must be true or false; got {center!r}")
+        self.center = bool(center)
+
+    def params(self) -> dict[str, Any]:
+        # The default is left out, so model files keep the keys older readers know.
+        return {} if self.center else {"center": False}
+
+    @property
+    def signed(self) -> bool:
+        return self.center
 
     def transform(self, X: Matrix) -> Matrix:
-        return ((_dense(X) - self.mean_) / self.std_).astype(np.float32)
+        return _affine(X, self.mean_ if self.center else None, self._divisor)
 
     def inverse_transform(self, Y: np.ndarray, X: Matrix) -> np.ndarray:
-        return (Y * self.std_ + self.mean_).astype(np.float32)
+        shift = self.mean_ if self.center else np.float32(0)
+        return (Y * self._divisor + shift).astype(np.float32)
+
+    @property
+    def _divisor(self) -> np.ndarray:
+        raise NotImplementedError
 
 
 @register_step
-class Center(Step):
+class ZScore(_Standardise):
+    """Centre each feature and scale it to unit variance (training mean and SD); with
+    ``center=False`` only scale it, which keeps sparse input sparse."""
+
+    name, state_keys = "zscore", ("mean_", "std_")
+
+    def fit(self, X: Matrix) -> Step:
+        mean, spread = _mean_and("std", X)
+        self.mean_ = mean.astype(np.float32)
+        self.std_ = _nonzero(spread)
+        return self
+
+    @property
+    def _divisor(self) -> np.ndarray:
+        return self.std_
+
+
+@register_step
+class Center(_Standardise):
     """Centre each feature and divide all of them by one number, the root of their mean
     variance: values become of order 1 while the genes that vary most keep the most variance,
-    so a Gaussian likelihood still weighs them most (z-scoring would make every gene equal)."""
+    so a Gaussian likelihood still weighs them most (z-scoring would make every gene equal).
+    ``center=False`` only divides, which keeps sparse input sparse."""
 
-    name, kind, state_keys = "center", "scale", ("mean_", "scale_")
+    name, state_keys = "center", ("mean_", "scale_")
 
     def fit(self, X: Matrix) -> Step:
-        dense = _dense(X)
-        self.mean_ = _column("mean", dense).astype(np.float32)
-        self.scale_ = _nonzero(np.sqrt(np.atleast_1d(_column("var", dense).mean())))
+        mean, variance = _mean_and("var", X)
+        self.mean_ = mean.astype(np.float32)
+        self.scale_ = _nonzero(np.sqrt(np.atleast_1d(variance.mean())))
         return self
 
-    def transform(self, X: Matrix) -> Matrix:
-        return ((_dense(X) - self.mean_) / self.scale_).astype(np.float32)
-
-    def inverse_transform(self, Y: np.ndarray, X: Matrix) -> np.ndarray:
-        return (Y * self.scale_ + self.mean_).astype(np.float32)
+    @property
+    def _divisor(self) -> np.ndarray:
+        return self.scale_
 
 
 class Preprocessor:
-    """Steps in their fixed order; fitted on the training data, saved with the model.
+    """Steps run in the order given; fitted on the training data, saved with the model.
 
     Parameters
     ----------
     steps : sequence of Step, str or dict
-        ``"log1p"``, ``{"name": "select_variable", "n": 2000}`` or ``SelectVariable(2000)``.
+        ``"log1p"``, ``{"name": "select_variable", "n": 2000}`` or ``SelectVariable(2000)``;
+        at most one of each kind, in an order that makes sense (see :func:`check_order`).
 
     Examples
     --------
@@ -269,11 +331,12 @@ class Preprocessor:
     """
 
     def __init__(self, steps: Sequence[Step | str | dict] = ()) -> None:
-        self.steps = sorted((make_step(s) for s in steps), key=lambda s: ORDER.index(s.kind))
+        self.steps = [make_step(s) for s in steps]
         kinds = [s.kind for s in self.steps]
         repeated = sorted({k for k in kinds if kinds.count(k) > 1})
         if repeated:
             raise ValueError(f"preprocess has more than one step of kind {repeated}: {self.steps}")
+        check_order(self.steps)
 
     @property
     def keeps_counts(self) -> bool:
@@ -331,6 +394,21 @@ class Preprocessor:
         return pre
 
 
+def check_order(steps: Sequence[Step]) -> None:
+    """Raise ValueError, naming the steps and an order that works, when a step makes no sense
+    after one before it (:meth:`Step.cannot_follow`)."""
+    for i, later in enumerate(steps):
+        for earlier in steps[:i]:
+            why = later.cannot_follow(earlier)
+            if why is not None:
+                names = [s.name for s in steps]
+                usual = [s.name for s in sorted(steps, key=lambda s: ORDER.index(s.kind))]
+                raise ValueError(
+                    f"preprocess {names} runs {later.name} after {earlier.name}, which makes no "
+                    f"sense: {why}. Steps run in the order given; list them as {usual}"
+                )
+
+
 def make_step(spec: Step | str | dict) -> Step:
     """A fresh step from a Step (copied: the caller's object is never fitted), a name or a dict."""
     if isinstance(spec, Step):
@@ -376,6 +454,34 @@ def _column(stat: str, X: np.ndarray) -> np.ndarray:
     return getattr(np, f"nan{stat}" if np.isnan(X).any() else stat)(X, axis=0)
 
 
+def _mean_and(stat: str, X: Matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Each column's mean and ``"std"`` or ``"var"`` over its observed entries; a sparse
+    matrix's in float64 from its stored values, without densifying it."""
+    if not sp.issparse(X):
+        return _column("mean", X), _column(stat, X)
+    from sklearn.utils.sparsefuncs import mean_variance_axis  # it skips NaN
+
+    mean, variance = mean_variance_axis(sp.csr_matrix(X, dtype=np.float64), axis=0)
+    return mean, np.sqrt(variance) if stat == "std" else variance
+
+
+def _affine(X: Matrix, shift: np.ndarray | None, divisor: np.ndarray) -> Matrix:
+    """(X - shift) / divisor per column, float32. Sparse X stays sparse without a shift; with
+    one (which fills in the zeros) the dense output is built a block of rows at a time."""
+    if not sp.issparse(X):
+        return ((X if shift is None else X - shift) / divisor).astype(np.float32)
+    if shift is None:
+        out = sp.csr_matrix(X, dtype=np.float32, copy=True)
+        per_column = np.broadcast_to(divisor, (X.shape[1],))  # Center's one number, or one each
+        out.data = (out.data / per_column[out.indices]).astype(np.float32)
+        return out
+    out = np.empty(X.shape, dtype=np.float32)
+    rows = max(1, BLOCK_VALUES // max(1, X.shape[1]))
+    for start in range(0, X.shape[0], rows):
+        out[start : start + rows] = (X[start : start + rows].toarray() - shift) / divisor
+    return out
+
+
 def _nonzero(spread: np.ndarray) -> np.ndarray:
     """Constant features get a divisor of 1 (they become 0), not a division by zero."""
     return np.where(spread > 0, spread, 1.0).astype(np.float32)
@@ -408,30 +514,40 @@ def override(
     select_by: str | None = None,
     scale: str | None = None,
 ) -> list[Step]:
-    """``steps`` with some replaced, as command-line flags ask (None leaves a kind as it is).
+    """``steps`` with some replaced, as command-line flags ask (None leaves a kind as it is):
+    a replaced step keeps its place, a step of a new kind goes where its kind usually comes.
 
     ``scale`` is ``"minmax"``, ``"zscore"``, ``"center"`` or ``"none"``; ``select=0`` drops the
     selection.
     """
-    by_kind = {s.kind: s for s in Preprocessor(steps).steps}
+    steps = list(Preprocessor(steps).steps)
+    by_kind = {s.kind: s for s in steps}
     if normalize is not None:
         keep = by_kind.get("normalize", NormalizeTotal())
-        _set(by_kind, "normalize", keep if normalize else None)
+        _set(steps, "normalize", keep if normalize else None)
     if log1p is not None:
-        _set(by_kind, "transform", by_kind.get("transform", Log1p()) if log1p else None)
+        _set(steps, "transform", by_kind.get("transform", Log1p()) if log1p else None)
     if select is not None or select_by is not None:
         current = by_kind.get("select", SelectVariable())
         n = current.n if select is None else select
-        _set(by_kind, "select", SelectVariable(n, select_by or current.method) if n else None)
+        _set(steps, "select", SelectVariable(n, select_by or current.method) if n else None)
     if scale is not None:
         scalers = {"minmax": MinMax, "zscore": ZScore, "center": Center, "none": None}
         if scale not in scalers:
             raise ValueError(f"unknown scale {scale!r}; use one of {sorted(scalers)}")
-        _set(by_kind, "scale", scalers[scale]() if scalers[scale] else None)
-    return Preprocessor(list(by_kind.values())).steps
+        _set(steps, "scale", scalers[scale]() if scalers[scale] else None)
+    return Preprocessor(steps).steps
 
 
-def _set(by_kind: dict[str, Step], kind: str, step: Step | None) -> None:
-    by_kind.pop(kind, None)
-    if step is not None:
-        by_kind[kind] = step
+def _set(steps: list[Step], kind: str, step: Step | None) -> None:
+    """Put ``step`` in place of the step of its kind, or, for a new kind, before the first step
+    whose kind usually comes later; None removes the kind."""
+    at = next((i for i, s in enumerate(steps) if s.kind == kind), None)
+    if at is not None:
+        del steps[at]
+    if step is None:
+        return
+    if at is None:
+        later = (i for i, s in enumerate(steps) if ORDER.index(s.kind) > ORDER.index(kind))
+        at = next(later, len(steps))
+    steps.insert(at, step)

@@ -17,12 +17,9 @@ from typing import Any, NamedTuple
 from torch import nn
 
 from vaekit.config import ModelConfig
+from vaekit.likelihoods import LIKELIHOODS, get_likelihood
 from vaekit.nn.conv import ConvDecoder, ConvEncoder, PixelOutput, check_image_shape
 from vaekit.nn.mlp import ACTIVATIONS, MLP
-
-# Likelihoods whose parameters all come from the output layer, which the per-pixel one then
-# replaces (ZINB has a second dense layer of its own); counts of pixels are not modelled.
-CONV_LIKELIHOODS = ("gaussian", "isotropic_gaussian", "bernoulli", "continuous_bernoulli")
 
 
 class Architecture(NamedTuple):
@@ -58,9 +55,11 @@ def _check_conv(c: ModelConfig) -> None:
     if not c.conv_channels or not all(isinstance(n, int) and n >= 1 for n in c.conv_channels):
         raise ValueError(f"conv_channels must be positive integers; got {c.conv_channels}")
     check_image_shape(c.image_shape)
-    if c.likelihood not in CONV_LIKELIHOODS:
+    # The per-pixel output layer replaces the likelihood's dense one (Likelihood.per_pixel).
+    if not get_likelihood(c.likelihood).per_pixel:
+        per_pixel = [name for name, cls in LIKELIHOODS.items() if cls.per_pixel]
         raise ValueError(
-            f"architecture 'conv' supports the likelihoods {list(CONV_LIKELIHOODS)}; got "
+            f"architecture 'conv' supports the likelihoods {per_pixel}; got "
             f"{c.likelihood!r}: choose one of those, or architecture='mlp'"
         )
     if c.decoder != "mlp":

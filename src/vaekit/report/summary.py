@@ -33,10 +33,20 @@ def is_training_data(model: VAE, n: int, n_features: int) -> bool:
 
 
 def validation_rows(model: VAE, n: int) -> np.ndarray:
-    """The rows that training held out for validation, recovered as :func:`vaekit.train.train`
-    drew them (:func:`vaekit.train.seeded_split` with the model's seed)."""
-    _, validation, _ = seeded_split(n, model.settings_["validation_fraction"], model.seed_)
-    return np.sort(validation.numpy())
+    """The rows that training held out for validation, as the model stores them; for a model
+    saved before vaekit stored them, drawn again as :func:`vaekit.train.train` drew them
+    (:func:`vaekit.train.seeded_split` with the model's seed, on this torch release)."""
+    stored = getattr(model, "validation_rows_", None)
+    if stored is None:
+        _, validation, _ = seeded_split(n, model.settings_["validation_fraction"], model.seed_)
+        return np.sort(validation.numpy())
+    rows = np.asarray(stored, dtype=np.int64)
+    if len(rows) and rows.max() >= n:
+        raise ValueError(
+            f"the model held out row {rows.max()} in training, but DATA has {n} rows; pass the "
+            "data it was trained on, or training_data=False"
+        )
+    return rows
 
 
 def held_out(
@@ -71,7 +81,9 @@ def held_out(
         rows, text = np.arange(n), f"{data_name or 'DATA as given'} ({n:,} samples)"
     else:
         rows = validation_rows(model, n)
-        text = f"the {len(rows):,} validation samples held out in training (from its seed)"
+        text = f"the {len(rows):,} validation samples held out in training"
+        if getattr(model, "validation_rows_", None) is None:
+            text += " (drawn again from its seed)"
         if len(rows) == 0:
             rows = np.arange(n)
             text = f"the {n:,} training samples (training held none out: optimistic numbers)"
