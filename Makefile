@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 #   make demo TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test test-slow test-newest test-oldest lint install clean
+.PHONY: demo test test-slow newest-install test-newest test-oldest lint install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,11 +41,13 @@ SHOW_VERSIONS = -c "import importlib.metadata as m; print(' '.join(f'{p}=={m.ver
 # Every dependency upgraded to the newest release that pip finds for this Python, except torch:
 # it stays at TORCH_SPEC, the CPU build, because PyPI's newer Linux wheels are CUDA builds of
 # several GB (pip here is capped at torch 2.14.1, a CUDA build too).
-test-newest:
+newest-install:
 	test -x $(NEWEST)/bin/python || $(PYTHON) -m venv $(NEWEST)
 	$(NEWEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[test]" \
 		$(TORCH_SPEC)
 	$(NEWEST)/bin/python $(SHOW_VERSIONS)
+
+test-newest: newest-install
 	$(NEWEST)/bin/python -m pytest -q
 
 # Every floor that pyproject.toml declares, installed and tested: uv resolves the lowest
