@@ -53,7 +53,7 @@ test-newest: newest-install
 # Every floor that pyproject.toml declares, installed and tested: uv resolves the lowest
 # versions of the direct dependencies (torch left out: TORCH_SPEC is its floor, from pip's
 # CPU wheel, where uv would fetch a CUDA build), pip installs them from wheels only, and the
-# package is built with the lowest setuptools that [build-system] admits.
+# package is built with the lowest setuptools that [build-system] admits; ruff's floor lints.
 $(OLDEST)/bin/uv:
 	$(PYTHON) -m venv $(OLDEST)
 	$(OLDEST)/bin/python -m pip install -q uv packaging
@@ -69,6 +69,7 @@ test-oldest: $(OLDEST)/bin/uv
 	$(OLDEST)/bin/uv pip install -q --python $(OLDEST)/bin/python --no-deps \
 		--build-constraints $(OLDEST)/build.txt -e .
 	$(OLDEST)/bin/python .ci/floors.py check
+	$(OLDEST)/bin/ruff check src tests benchmarks
 	$(OLDEST)/bin/python -m pytest -q
 
 lint: install
