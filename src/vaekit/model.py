@@ -244,18 +244,18 @@ class VAEModule(nn.Module):
         c: torch.Tensor | None,
         k: int,
         qz: Normal | None = None,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
         observed: torch.Tensor | None = None,
     ) -> ImportanceDraws:
         """``k`` draws z_k from the proposal ``qz`` (by default q(z | x)), decoded, with the
         parts of their log importance weight log p(x|z_k) + log p(z_k) - log q(z_k). Only the
         ``observed`` entries of x are scored (as :meth:`log_px`), so any proposal gives a
-        consistent estimate of p(x_obs) (Burda et al. 2016; Mattei & Frellsen 2019)."""
+        consistent estimate of p(x_obs) (Burda et al. 2016; Mattei & Frellsen 2019). A list of
+        generators, one per sample, makes each sample's draws its own."""
         observed = self.observed(x) if observed is None else observed
         qz = self.encode(x, c, observed) if qz is None else qz
         n = len(x)
-        eps = torch.randn((k, *qz.loc.shape), generator=generator, device=x.device)
-        z = qz.loc + qz.scale * eps  # (k, B, L)
+        z = qz.loc + qz.scale * _noise((k, *qz.loc.shape), generator, x.device)  # (k, B, L)
         library = _repeat(self.library(x, observed), k)
         px = self.decode(z.reshape(k * n, -1), _repeat(c, k), library)
         log_px = self.log_px(px, x.repeat(k, 1), _repeat(observed, k)).view(k, n)
@@ -271,6 +271,7 @@ class VAEModule(nn.Module):
         lr: float = 0.05,
         n_draws: int = 8,
         observed: torch.Tensor | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
     ) -> Normal:
         """q(z) of each sample of x fitted to that sample alone by ``steps`` of Adam on its ELBO,
         starting from ``qz``: semi-amortised inference (Kim et al. 2018).
@@ -294,7 +295,7 @@ class VAEModule(nn.Module):
         with torch.enable_grad():
             for _ in range(steps):
                 q = Normal(loc, log_scale.exp(), validate_args=False)
-                draws = self.importance_draws(x, c, n_draws, q, observed=observed)
+                draws = self.importance_draws(x, c, n_draws, q, generator, observed)
                 loss = (_prior_kl(q) - draws.log_px.mean(0)).sum()  # samples are independent
                 loc.grad, log_scale.grad = torch.autograd.grad(loss, [loc, log_scale])
                 optimizer.step()
@@ -419,6 +420,17 @@ def _likelihood(config: ModelConfig, n_hidden: int, output: nn.Module | None) ->
 def _head(n_in: int, n_out: int, batch_norm: bool) -> nn.Module:
     linear = nn.Linear(n_in, n_out)
     return nn.Sequential(linear, nn.BatchNorm1d(n_out)) if batch_norm else linear
+
+
+def _noise(
+    shape: tuple[int, ...], generator: torch.Generator | list[torch.Generator] | None, device
+) -> torch.Tensor:
+    """(k, B, L) standard normal noise; from a list of B generators, row b's noise is drawn
+    by generator b alone, so it does not depend on which rows are drawn with it."""
+    if isinstance(generator, list):
+        rows = [torch.randn((shape[0], shape[2]), generator=g) for g in generator]
+        return torch.stack(rows, dim=1).to(device)
+    return torch.randn(shape, generator=generator, device=device)
 
 
 def _prior_kl(qz: Normal) -> torch.Tensor:

@@ -28,7 +28,7 @@ feature selection) cannot be imputed: NaN there is an error.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -69,6 +69,14 @@ class Request:
     n_samples: int
     n_imputations: int | None
     refine_steps: int = 0
+    seed: int = 0
+    first_row: int = 0  # of the block being imputed, in X
+
+    def generators(self, n: int) -> list[torch.Generator]:
+        """One generator per row of the block, seeded by the row's place in X: a row's draws
+        are the same whatever chunks of rows are drawn together."""
+        states = (np.random.SeedSequence([self.seed, self.first_row + i]) for i in range(n))
+        return [torch.Generator().manual_seed(int(s.generate_state(1)[0])) for s in states]
 
     @property
     def n_out(self) -> int:
@@ -129,7 +137,7 @@ def impute(
     >>> draws = impute(model, X_with_nan, n_imputations=5)  # doctest: +SKIP
     """
     check_is_fitted(model, "module_")
-    request = _request(method, n_iter, n_samples, n_imputations, refine_steps)
+    request = replace(_request(method, n_iter, n_samples, n_imputations, refine_steps), seed=seed)
     values, positions, table = _prepare(model, X, layer)
     missing = np.isnan(values[:, positions])
     if missing.any():
@@ -237,7 +245,8 @@ def _impute_rows(
         )
         x = torch.as_tensor(_dense(data.X), device=model._device)  # (b, D), NaN = missing
         c = None if cov is None else cov[block]
-        for i, draw in enumerate(imputer(module, x, c, request)):  # (n_out, b, D)
+        block_request = replace(request, first_row=start)
+        for i, draw in enumerate(imputer(module, x, c, block_request)):  # (n_out, b, D)
             parts[i].append(pre.inverse_transform(draw.cpu().numpy(), X_in))
     return [np.concatenate(p) for p in parts]
 
@@ -265,18 +274,26 @@ def importance(
     2019) from the encoder's proposal, refined for each sample; drawn a few samples at a time
     so that the decoded values (128 MB) stay bounded."""
     qz = module.encode(_proposal_input(module, x, c, r.n_iter), c)
+    gens = r.generators(len(x))
     if r.refine_steps:
-        qz = _refine(module, x, c, qz, r.refine_steps)
+        qz = _refine(module, x, c, qz, r.refine_steps, gens)
     step = max(1, MAX_DRAW_VALUES // (r.n_samples * x.shape[1]))
     parts = [
-        _importance_block(module, x[i : i + step], _rows(c, i, step), _slice(qz, i, step), r)
+        _importance_block(
+            module, x[i : i + step], _rows(c, i, step), _slice(qz, i, step), r, gens[i : i + step]
+        )
         for i in range(0, len(x), step)
     ]
     return torch.cat(parts, dim=1)
 
 
 def _refine(
-    module: VAEModule, x: torch.Tensor, c: torch.Tensor | None, qz: Normal, steps: int
+    module: VAEModule,
+    x: torch.Tensor,
+    c: torch.Tensor | None,
+    qz: Normal,
+    steps: int,
+    gens: list[torch.Generator],
 ) -> Normal:
     """``qz`` fitted to each sample's observed entries (:meth:`VAEModule.refine`), a few
     samples at a time so that the memory of a gradient step stays bounded."""
@@ -288,6 +305,7 @@ def _refine(
             _rows(c, i, size),
             steps=steps,
             n_draws=REFINE_DRAWS,
+            generator=gens[i : i + size],
         )
         for i in range(0, len(x), size)
     ]
@@ -301,10 +319,15 @@ def _slice(qz: Normal, start: int, size: int) -> Normal:
 
 
 def _importance_block(
-    module: VAEModule, x: torch.Tensor, c: torch.Tensor | None, qz: Normal, r: Request
+    module: VAEModule,
+    x: torch.Tensor,
+    c: torch.Tensor | None,
+    qz: Normal,
+    r: Request,
+    gens: list[torch.Generator],
 ) -> torch.Tensor:
     observed = ~x.isnan()
-    draws = module.importance_draws(x, c, r.n_samples, qz, observed=observed)
+    draws = module.importance_draws(x, c, r.n_samples, qz, gens, observed)
     weights = torch.softmax(draws.log_px - draws.log_ratio, dim=0)  # (k, B)
     n = len(x)
     if r.n_imputations is None:
