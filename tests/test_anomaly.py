@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import special
 from test_cli import assert_user_error, cli
 
 import vaekit
@@ -49,21 +50,51 @@ def with_outliers() -> pd.DataFrame:
 
 @pytest.mark.parametrize("method", list(SCORES))
 def test_every_score_ranks_the_planted_outliers_first(model, with_outliers, method):
+    """The planted outliers sit 10 noise SDs off the manifold: each scores above the 95th
+    percentile of the normal rows (a normal row's score is a draw of the same noise), and
+    together they rank above nearly all of them (AUC >= 0.99), whatever the seed."""
     scores = model.anomaly_score(with_outliers, method=method)
-    top = set(np.argsort(-scores)[:N_OUTLIERS])
-    assert top == set(range(300 - N_OUTLIERS, 300)), method
+    normal, outlier = scores[:-N_OUTLIERS], scores[-N_OUTLIERS:]
+    assert (outlier > np.quantile(normal, 0.95)).all(), method
+    auc = (outlier[:, None] > normal[None, :]).mean()
+    assert auc >= 0.99, (method, auc)
 
 
-def test_scores_are_the_negated_elbo_and_log_likelihood(model, with_outliers):
+def _log_weights(model: vaekit.VAE, X: pd.DataFrame, n: int, seed: int):
+    """(n, rows) log importance weights log p(x|z) + log p(z) - log q(z|x) of n draws from
+    q(z|x) per row, and the (n, rows) ELBO of each draw, computed here in float64 from the
+    module's encoder and decoder."""
+    module = copy.deepcopy(model.module_).double().eval()
+    x = torch.as_tensor(model.preprocessor_.transform(X.to_numpy()), dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        qz = module.encode(x)
+        z = qz.loc + qz.scale * torch.randn((n, *qz.loc.shape), generator=gen, dtype=x.dtype)
+        log_px = module.decode(z.reshape(-1, z.shape[-1])).log_prob(x.repeat(n, 1)).sum(-1)
+        log_px = log_px.view(n, len(x))
+        log_ratio = (Normal(0.0, 1.0).log_prob(z) - qz.log_prob(z)).sum(-1)  # (n, rows)
+        kl = torch.distributions.kl_divergence(qz, Normal(0.0, 1.0)).sum(-1)  # closed form
+    return (log_px + log_ratio).numpy(), (log_px - kl).numpy()
+
+
+def test_elbo_and_iwae_scores_match_monte_carlo_by_hand(model, with_outliers):
+    """Both scores against estimates computed here from the module in float64: "elbo" is
+    -ELBO averaged over draws, "iwae" is -log mean_k w_k over 100 draws (Burda et al.
+    2016). Each per-row gap lies within 5 Monte Carlo standard errors of the two estimates."""
     X = with_outliers.iloc[:50]
     elbo = model.anomaly_score(X, n_samples=200, seed=1)
     iwae = model.anomaly_score(X, method="iwae", seed=1)  # 100 importance samples by default
-    np.testing.assert_allclose(elbo, -model.score_samples(X, n_samples=200, seed=1))
-    np.testing.assert_allclose(iwae, -model.log_likelihood(X, n_samples=100, seed=1))
-    # The importance-sampled log p(x) lies above the ELBO (Burda et al. 2016); per sample
-    # only up to the Monte Carlo error of the two estimates.
-    assert iwae.mean() < elbo.mean()
-    assert (iwae < elbo + 0.5).all()
+    log_w, per_draw = _log_weights(model, X, 2000, seed=7)
+    by_hand = -per_draw.mean(0)
+    se = per_draw.std(0, ddof=1) * np.sqrt(1 / len(per_draw) + 1 / 200)
+    assert (np.abs(elbo - by_hand) < 5 * se).all()
+    # 20 independent IWAE estimates with k = 100: their mean, and the spread of one of them
+    k100 = -(special.logsumexp(log_w.reshape(20, 100, -1), axis=1) - np.log(100))  # (20, rows)
+    se = k100.std(0, ddof=1) * np.sqrt(1 / 20 + 1)
+    assert (np.abs(iwae - k100.mean(0)) < 5 * se).all()
+    # The importance-sampled log p(x) lies above the ELBO (Burda et al. 2016), by its own
+    # estimates and by the scores
+    assert k100.mean() < by_hand.mean() and iwae.mean() < elbo.mean()
 
 
 def test_deviance_removes_the_entropy_of_grey_pixels(fitted, digits):

@@ -114,9 +114,14 @@ def test_conditional_conv_vae_decodes_differently_per_label(digits):
     model = vaekit.VAE(**FAST, likelihood="bernoulli", image_shape=(8, 8)).fit(X, y)
     assert model.module_.config.n_covariates == 10
     assert model.transform(X, y).shape == (len(X), 2)
-    z = np.zeros((1, 2))
-    zero, one = model.decode(z, y=[0]), model.decode(z, y=[1])
-    assert zero.shape == (1, 64) and not np.allclose(zero, one)
+    # Each label reaches the decoder as its own one-hot condition, in the labels' order:
+    # decoded by hand from the module with e_0, e_1 and e_9.
+    z = np.zeros((3, 2), dtype=np.float32)
+    decoded = model.decode(z, y=[0, 1, 9])
+    module = model.module_.eval()
+    with torch.no_grad():
+        by_hand = module.decode(torch.as_tensor(z), torch.eye(10)[[0, 1, 9]]).mean.numpy()
+    np.testing.assert_allclose(decoded, by_hand, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="pass y"):
         model.transform(X)
 

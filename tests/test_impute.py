@@ -90,15 +90,22 @@ def test_imputations_beat_column_means_and_keep_observed_entries(request, data, 
 
 
 def test_importance_weighting_is_at_least_as_good_as_pseudo_gibbs(masked, plain, data):
-    """MIWAE's claim (Mattei & Frellsen 2019), on three masks and both kinds of model, once
-    the models have converged (after 150 epochs instead of 400, pseudo-Gibbs was better)."""
+    """MIWAE's claim (Mattei & Frellsen 2019), on three masks and both kinds of model: per
+    test row, the squared error of the importance-weighted imputation minus that of the
+    pseudo-Gibbs chain, pooled over the masks; its mean over the rows may not exceed 4 of
+    its standard errors (rows are independent; a mean that close to 0 is a tie)."""
     test = data[1]
     for model in (masked, plain):
+        diff, count = np.zeros(len(test)), np.zeros(len(test))
         for seed in (1, 2, 3):
             X, mask = hide(test, 0.3, seed)
-            iw = rmse(model.impute(X, method="importance", n_samples=2000), test, mask)
-            gibbs = rmse(model.impute(X, method="gibbs"), test, mask)
-            assert iw <= gibbs * 1.02, (model.settings_["missing"], seed, iw, gibbs)
+            iw = model.impute(X, method="importance", n_samples=2000)
+            gibbs = model.impute(X, method="gibbs")
+            diff += np.where(mask, (iw - test) ** 2 - (gibbs - test) ** 2, 0).sum(1)
+            count += mask.sum(1)
+        d = diff[count > 0] / count[count > 0]
+        se = d.std(ddof=1) / np.sqrt(len(d))
+        assert d.mean() <= 4 * se, (model.settings_["missing"], d.mean(), se)
 
 
 @pytest.mark.parametrize("method", ["importance", "gibbs"])
@@ -163,15 +170,18 @@ def test_refined_proposal_reaches_the_exact_posterior_of_a_linear_model(factor):
 
 
 def test_refinement_and_draws_in_small_chunks_give_the_same_imputation(factor, monkeypatch):
-    """Rows are refined and drawn in chunks that bound memory; a chunk of 5-7 rows lands on
-    the same posterior means as one chunk of all 100 (up to Monte Carlo noise)."""
+    """Rows are refined and drawn in chunks that bound memory, and each row's draws come from
+    its own generator: chunks of 5-7 rows give the imputation of one chunk of all 100, equal
+    up to float32 rounding (a matrix product may sum in another order for another number of
+    rows), not merely within Monte Carlo noise."""
     model, test, hidden, mask = factor
     whole = model.impute(hidden)
     monkeypatch.setattr(imputation, "MAX_REFINE_VALUES", imputation.REFINE_DRAWS * 30 * 7)
     monkeypatch.setattr(imputation, "MAX_DRAW_VALUES", 1000 * 30 * 5)
     chunked = model.impute(hidden)
     np.testing.assert_array_equal(chunked[~mask], hidden[~mask])
-    assert rmse(chunked, whole, mask) < 0.1 * rmse(whole, test, mask)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-4, atol=1e-5)
+    assert rmse(model.impute(hidden, seed=1), whole, mask) > 1e-3  # the seed does matter
 
 
 def test_refine_takes_no_steps_or_refuses_negative_ones(factor):

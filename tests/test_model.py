@@ -44,7 +44,6 @@ def test_loss_parts_match_scipy_for_the_same_noise():
     mu, var = qz.loc.detach().numpy(), qz.scale.detach().numpy() ** 2
     kl = 0.5 * (var + mu**2 - 1 - np.log(var)).sum(1)
     assert out.loss.item() == pytest.approx(float(np.mean(expected + 0.3 * kl)), rel=1e-10)
-    assert out.kl_weight == 0.3
 
 
 def test_conditioning_changes_every_decoder_layer_input():
@@ -55,13 +54,28 @@ def test_conditioning_changes_every_decoder_layer_input():
     assert module.encoder.layers[0][0].in_features == 6 + 3
 
 
+def mean_and_se(d: np.ndarray) -> tuple[float, float]:
+    """Mean over images and its standard error: each image's estimate has its own draws."""
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
+
+
 def test_elbo_is_below_importance_sampled_estimate_which_rises_with_k(fitted, digits):
+    """E[log p_k] rises with k (Burda et al. 2016, theorem 1), but the estimates are noisy,
+    so each step is checked on the per-image differences against their standard error (se):
+    the ELBO -> k = 10 step (about 0.2 nats, 10 se on 200 images) must be resolved by 4 se;
+    the later steps (0.04 and 0.01 nats, 2 se) may not fall by more than 4 se."""
     X_test = digits[1][:200]
-    elbo = fitted.score_samples(X_test, n_samples=100).mean()
-    ll = {k: fitted.log_likelihood(X_test, n_samples=k).mean() for k in (1, 10, 100, 1000)}
-    assert ll[1] == pytest.approx(fitted.score_samples(X_test, n_samples=1, seed=5).mean(), abs=1.0)
-    assert elbo <= ll[10] < ll[100] < ll[1000]
-    assert ll[1000] - elbo < 10  # a tight bound on a trained model, not a runaway estimate
+    elbo = fitted.score_samples(X_test, n_samples=100)
+    ll = {k: fitted.log_likelihood(X_test, n_samples=k) for k in (1, 10, 100, 1000)}
+    # k = 1 is the ELBO with one draw: the same expectation as score_samples' one draw
+    mean, se = mean_and_se(ll[1] - fitted.score_samples(X_test, n_samples=1, seed=5))
+    assert abs(mean) < 4 * se, (mean, se)
+    mean, se = mean_and_se(ll[10] - elbo)
+    assert mean > 4 * se, (mean, se)
+    for low, high in ((ll[10], ll[100]), (ll[100], ll[1000])):
+        mean, se = mean_and_se(high - low)
+        assert mean > -4 * se, (mean, se)
+    assert ll[1000].mean() - elbo.mean() < 10  # a tight bound on a trained model
 
 
 def test_iwae_converges_to_the_closed_form_of_a_linear_gaussian_model():

@@ -4,6 +4,7 @@ forms, numpy, scipy, scikit-learn), and figure files written atomically."""
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,12 +14,12 @@ import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from scipy import stats
+from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 
 import vaekit
 from vaekit import plot
 from vaekit.analysis import associate
-from vaekit.analysis.latent_map import plot_latent
 from vaekit.plot._style import INACTIVE
 from vaekit.plot.tables import HEXBIN_FROM
 
@@ -110,10 +111,13 @@ def test_kl_per_feature_bars_match_the_closed_form_and_grey_the_inactive(fitted,
     bars = fig.axes[0].patches
     assert len(bars) == fitted.n_latent
     np.testing.assert_allclose([b.get_height() for b in bars], np.sort(kl)[::-1], rtol=1e-4)
-    inactive = int((variance <= 0.01).sum())
     grey = [b for b in bars if np.allclose(b.get_facecolor()[:3], _rgb(INACTIVE))]
-    assert len(grey) == inactive
-    assert f"{fitted.n_latent - inactive} of {fitted.n_latent} active" in fig.axes[0].get_title()
+    active = int(re.search(r"(\d+) of 8 active", fig.axes[0].get_title()).group(1))
+    assert active == fitted.n_latent - len(grey)
+    # A variance within float32 rounding of the 0.01 threshold may fall either way.
+    near = np.isclose(variance, 0.01, rtol=1e-4)
+    above = variance > 0.01
+    assert int(above[~near].sum()) <= active <= int(above.sum() + near.sum())
     heatmap = fig.axes[1].get_images()[0].get_array()
     assert heatmap.shape == (fitted.n_latent, len(fitted.history_))
 
@@ -202,7 +206,8 @@ def test_reconstruction_scatter_compares_every_value_and_every_feature(gene_mode
     scatter_ax, histogram_ax = fig.axes
     rebuilt = gene_model.reconstruct(frame).to_numpy()
     r = np.corrcoef(frame.to_numpy().ravel(), rebuilt.ravel())[0, 1]
-    assert f"r = {r:.3f}" in scatter_ax.get_title()
+    shown = float(re.search(r"r = (-?[\d.]+)", scatter_ax.get_title()).group(1))
+    assert abs(shown - r) <= 5e-4 + 1e-6  # three decimals, whichever way float32 rounds
     assert frame.size > HEXBIN_FROM  # many values: drawn as a density
     assert any(isinstance(c, PolyCollection) for c in scatter_ax.collections)
     counts = [p.get_height() for p in histogram_ax.patches]
@@ -318,8 +323,18 @@ def test_anomaly_histogram_marks_the_threshold_and_counts_the_flagged():
 
 
 # ----------------------------------------------------------------------------- latent, files
-def test_the_latent_map_is_the_one_of_the_analysis():
-    assert plot.plot_latent is plot_latent
+def test_plot_latent_draws_the_principal_components_of_the_posterior_means(fitted, digits):
+    """vaekit.plot's latent map: its points are the first two principal components of the
+    posterior means, checked against scikit-learn up to each axis's sign."""
+    X = digits[1][:150]
+    fig = plot.plot_latent(fitted, X, method="pca")
+    (points,) = [c.get_offsets() for c in fig.axes[0].collections if len(c.get_offsets())]
+    expected = PCA(n_components=2).fit_transform(fitted.transform(X).astype(np.float64))
+    assert points.shape == expected.shape
+    for axis in range(2):  # drawn in any order and with either sign
+        np.testing.assert_allclose(
+            np.sort(np.abs(points[:, axis])), np.sort(np.abs(expected[:, axis])), atol=1e-4
+        )
 
 
 def test_figures_are_written_atomically(tmp_path, monkeypatch, fitted):

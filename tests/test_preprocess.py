@@ -213,7 +213,7 @@ def test_anndata_input_with_layers_and_obs_conditions(tmp_path):
     assert model.transform(adata, "batch", layer="counts").shape == (100, 2)
     rec = model.reconstruct(adata, "batch", layer="counts")
     assert list(rec.index) == list(adata.obs_names)
-    with pytest.raises(ValueError, match=r"no layer 'raw'; its layers: \['counts'\]"):
+    with pytest.raises(ValueError, match=r"no layer 'raw' \(layer=\); its layers: \['counts'\]$"):
         model.transform(adata, "batch", layer="raw")
     with pytest.raises(ValueError, match=r"obs has no column \['donor'\]"):
         model.transform(adata, "donor", layer="counts")

@@ -223,7 +223,7 @@ def test_h5ad_with_layers_and_obs(tmp_path):
     counted = read(tmp_path / "x.h5ad", layer="counts")
     assert isinstance(counted.X, sp.csr_matrix)
     check_matrix(counted, counts.toarray())
-    with pytest.raises(ValueError, match=r"no layer 'raw'.*\['counts'\]"):
+    with pytest.raises(ValueError, match=r"no layer 'raw' \(layer=\); its layers: \['counts'\]$"):
         read(tmp_path / "x.h5ad", layer="raw")
 
 

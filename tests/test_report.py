@@ -181,9 +181,13 @@ def test_image_report_holds_the_numbers_of_the_validation_rows(image_model, digi
 def test_active_units_in_the_summary_follow_the_variance_rule(image_model, digits):
     X_test = digits[1]
     report = build_report(image_model, X_test, importance_samples=0)
-    mean, _ = image_model.encode(X_test)
-    active = int((mean.var(0) > 0.01).sum())
-    assert dict((k, v) for k, _, v in report.summary)["active_units"] == f"{active} of 4"
+    variance = image_model.encode(X_test)[0].astype(np.float64).var(0)
+    shown = dict((k, v) for k, _, v in report.summary)["active_units"]
+    active = int(re.fullmatch(r"(\d) of 4", shown).group(1))
+    # a variance within float32 rounding of the 0.01 threshold may fall either way
+    near = np.isclose(variance, 0.01, rtol=1e-4)
+    above = variance > 0.01
+    assert int(above[~near].sum()) <= active <= int(above.sum() + near.sum())
     assert "log_likelihood" not in report.numbers
     assert report.numbers["evaluated_on"] == f"DATA as given ({len(X_test)} samples)"
 

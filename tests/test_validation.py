@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
 
 import vaekit
+from vaekit.data.readers import read
+from vaekit.validation import anndata_matrix, layer_names
 
 
 def quick(**kw):
@@ -109,3 +113,43 @@ def test_bad_parameters_are_reported_at_fit():
         quick(activation="swish").fit(X)
     with pytest.raises(ValueError, match="leaves 1 training samples of 2"):
         quick(validation_fraction=0.5).fit(np.zeros((2, 2)))
+
+
+def test_layer_lookup_never_lists_none_as_a_layer():
+    """anndata 0.13 lists X itself among the layers, under the key None; the lookup (one
+    function for in-memory AnnData and .h5ad files) names only the real layers."""
+    counts = np.ones((3, 2), dtype=np.float32)
+    adata = SimpleNamespace(X=None, layers={None: None, "counts": counts})
+    assert layer_names(adata) == ["counts"]
+    assert anndata_matrix(adata, "counts", "x.h5ad") is counts
+    with pytest.raises(
+        ValueError, match=r"^x.h5ad has no layer 'raw' \(layer=\); its layers: \['counts'\]$"
+    ):
+        anndata_matrix(adata, "raw", "x.h5ad")
+    with pytest.raises(ValueError, match=r"^x.h5ad has no X; pass layer= one of its layers: "):
+        anndata_matrix(adata, None, "x.h5ad")
+
+
+def test_anndata_and_h5ad_layers_listed_without_none(tmp_path, monkeypatch):
+    """Both ways in (an AnnData in memory, an .h5ad file) with ``layers`` listing None as
+    anndata 0.13 does, simulated here so that the test runs under any anndata."""
+    ad = pytest.importorskip("anndata")
+    written = ad.AnnData(X=np.ones((4, 3), dtype=np.float32))
+    written.layers["counts"] = np.ones((4, 3), dtype=np.float32)
+    written.write_h5ad(tmp_path / "x.h5ad")
+    real = ad.AnnData.__dict__["layers"]  # a descriptor: read and set through it
+
+    def with_none(self):  # X itself listed as the layer None, as in anndata 0.13
+        return {None: self.X, **dict(real.__get__(self, type(self)))}
+
+    def assign(self, value):
+        real.__set__(self, value)
+
+    monkeypatch.setattr(ad.AnnData, "layers", property(with_none, assign))
+    assert None in written.layers
+    expected = r"has no layer 'raw' \(layer=\); its layers: \['counts'\]$"
+    with pytest.raises(ValueError, match="^the AnnData " + expected):
+        quick().fit(written, layer="raw")
+    with pytest.raises(ValueError, match=f"^{tmp_path / 'x.h5ad'} " + expected):
+        read(tmp_path / "x.h5ad", layer="raw")
+    assert read(tmp_path / "x.h5ad", layer="counts").X.shape == (4, 3)

@@ -247,16 +247,16 @@ class VAEModule(nn.Module):
         batch: Batch,
         k: int,
         qz: Normal | None = None,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
     ) -> ImportanceDraws:
         """``k`` draws z_k from the proposal ``qz`` (by default q(z | x)), decoded, with the
         parts of their log importance weight log p(x|z_k) + log p(z_k) - log q(z_k). Only the
         ``observed`` entries of the batch are scored (as :meth:`log_px`), so any proposal gives
-        a consistent estimate of p(x_obs) (Burda et al. 2016; Mattei & Frellsen 2019)."""
+        a consistent estimate of p(x_obs) (Burda et al. 2016; Mattei & Frellsen 2019). A list of
+        generators, one per sample, makes each sample's draws its own."""
         qz = self.encode(batch.x, batch.condition, batch.observed) if qz is None else qz
         n = len(batch)
-        eps = torch.randn((k, *qz.loc.shape), generator=generator, device=batch.x.device)
-        z = qz.loc + qz.scale * eps  # (k, B, L)
+        z = qz.loc + qz.scale * _noise((k, *qz.loc.shape), generator, batch.x.device)  # (k, B, L)
         copies = batch.repeat(k)
         px = self.decode(z.reshape(k * n, -1), copies.condition, copies.library)
         log_px = self.log_px(px, copies.x, copies.observed).view(k, n)
@@ -296,6 +296,19 @@ def _likelihood(config: ModelConfig, n_hidden: int, output: nn.Module | None) ->
 def _head(n_in: int, n_out: int, batch_norm: bool) -> nn.Module:
     linear = nn.Linear(n_in, n_out)
     return nn.Sequential(linear, nn.BatchNorm1d(n_out)) if batch_norm else linear
+
+
+def _noise(
+    shape: tuple[int, ...],
+    generator: torch.Generator | list[torch.Generator] | None,
+    device: torch.device,
+) -> torch.Tensor:
+    """(k, B, L) standard normal noise; from a list of B generators, row b's noise is drawn
+    by generator b alone, so it does not depend on which rows are drawn with it."""
+    if isinstance(generator, list):
+        rows = [torch.randn((shape[0], shape[2]), generator=g) for g in generator]
+        return torch.stack(rows, dim=1).to(device)
+    return torch.randn(shape, generator=generator, device=device)
 
 
 def prior_kl(qz: Normal) -> torch.Tensor:

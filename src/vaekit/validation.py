@@ -87,12 +87,33 @@ def as_table(
 
 
 def _from_anndata(adata: Any, layer: str | None) -> tuple[Any, list[str], pd.Index]:
-    if layer is not None and layer not in adata.layers:
-        raise ValueError(f"the AnnData has no layer {layer!r}; its layers: {list(adata.layers)}")
+    X = anndata_matrix(adata, layer, "the AnnData")
+    return X, [str(v) for v in adata.var_names], pd.Index(adata.obs_names)
+
+
+def layer_names(adata: Any) -> list[str]:
+    """The named layers of an AnnData (anndata 0.13 also lists X itself, under the key None)."""
+    return [name for name in adata.layers.keys() if name is not None]
+
+
+def anndata_matrix(adata: Any, layer: str | None, source: str) -> Any:
+    """``adata.X``, or ``adata.layers[layer]`` when a layer is named.
+
+    ``source`` names the AnnData in messages (a file path, or "the AnnData").
+
+    Raises
+    ------
+    ValueError
+        For a layer the AnnData lacks, or an AnnData without X when no layer is named; both
+        list the layers there are.
+    """
+    names = layer_names(adata)
+    if layer is not None and layer not in names:
+        raise ValueError(f"{source} has no layer {layer!r} (layer=); its layers: {names}")
     X = adata.X if layer is None else adata.layers[layer]
     if X is None:
-        raise ValueError("the AnnData has no X; choose one of its layers with layer=")
-    return X, [str(v) for v in adata.var_names], pd.Index(adata.obs_names)
+        raise ValueError(f"{source} has no X; pass layer= one of its layers: {names}")
+    return X
 
 
 def resolve_y(X: Any, y: Any) -> Any:

@@ -28,7 +28,7 @@ feature selection) cannot be imputed: NaN there is an error.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -64,6 +64,14 @@ class Request:
     n_samples: int
     n_imputations: int | None
     refine_steps: int = 0
+    seed: int = 0
+    first_row: int = 0  # of the block being imputed, in X
+
+    def generators(self, n: int) -> list[torch.Generator]:
+        """One generator per row of the block, seeded by the row's place in X: a row's draws
+        are the same whatever chunks of rows are drawn together."""
+        states = (np.random.SeedSequence([self.seed, self.first_row + i]) for i in range(n))
+        return [torch.Generator().manual_seed(int(s.generate_state(1)[0])) for s in states]
 
     @property
     def n_out(self) -> int:
@@ -127,7 +135,7 @@ def impute(
     >>> draws = impute(model, X_with_nan, n_imputations=5)  # doctest: +SKIP
     """
     check_is_fitted(model, "module_")
-    request = _request(method, n_iter, n_samples, n_imputations, refine_steps)
+    request = replace(_request(method, n_iter, n_samples, n_imputations, refine_steps), seed=seed)
     values, positions, prepared = _prepare(model, X, y, layer)
     missing = np.isnan(values[:, positions])
     if missing.any():
@@ -220,9 +228,12 @@ def _impute_rows(
     the model (its features, in its order), a block of samples at a time."""
     module, pre = model.module_, model.preprocessor_
 
+    starts = iter(range(0, len(prepared), BLOCK_ROWS))
+
     def block(b: Batch) -> list[torch.Tensor]:
         # Every model scores only the entries that are not NaN: they are what is known.
-        return list(imputer(module, module.batch(b.x, b.condition, ~b.x.isnan()), request))
+        r = replace(request, first_row=next(starts))
+        return list(imputer(module, module.batch(b.x, b.condition, ~b.x.isnan()), r))
 
     blocks = model.map_batches(prepared, block, seed=seed, batch_rows=BLOCK_ROWS)
     parts: list[list[np.ndarray]] = [[] for _ in range(request.n_out)]
@@ -250,11 +261,14 @@ def importance(module: VAEModule, batch: Batch, r: Request) -> torch.Tensor:
     2019) from the encoder's proposal, refined for each sample; drawn a few samples at a time
     so that the decoded values (128 MB) stay bounded."""
     qz = module.encode(_proposal_input(module, batch, r.n_iter), batch.condition)
+    gens = r.generators(len(batch))
     if r.refine_steps:
-        qz = _refine(module, batch, qz, r.refine_steps)
+        qz = _refine(module, batch, qz, r.refine_steps, gens)
     step = max(1, MAX_DRAW_VALUES // (r.n_samples * batch.x.shape[1]))
     parts = [
-        _importance_block(module, batch.slice(i, step), _normal_rows(qz, i, step), r)
+        _importance_block(
+            module, batch.slice(i, step), _normal_rows(qz, i, step), r, gens[i : i + step]
+        )
         for i in range(0, len(batch), step)
     ]
     return torch.cat(parts, dim=1)
@@ -267,6 +281,7 @@ def refine(
     steps: int = 100,
     lr: float = 0.05,
     n_draws: int = REFINE_DRAWS,
+    generator: torch.Generator | list[torch.Generator] | None = None,
 ) -> Normal:
     """q(z) of each sample of the batch fitted to that sample alone by ``steps`` of Adam on its
     ELBO, starting from ``qz``: semi-amortised inference (Kim et al. 2018).
@@ -276,6 +291,8 @@ def refine(
     leaves importance sampling with a few useful draws out of thousands. Only the batch's
     ``observed`` entries are scored (build it with ``module.batch(x, c, ~x.isnan())``); the
     KL is in closed form; the module's own weights are neither changed nor given gradients.
+    ``generator`` seeds the draws; a list of them, one per sample, makes each sample's
+    refinement independent of the samples refined with it.
 
     Examples
     --------
@@ -293,7 +310,7 @@ def refine(
     with torch.enable_grad():
         for _ in range(steps):
             q = Normal(loc, log_scale.exp(), validate_args=False)
-            draws = module.importance_draws(batch, n_draws, q)
+            draws = module.importance_draws(batch, n_draws, q, generator)
             loss = (prior_kl(q) - draws.log_px.mean(0)).sum()  # samples are independent
             loc.grad, log_scale.grad = torch.autograd.grad(loss, [loc, log_scale])
             optimizer.step()
@@ -301,7 +318,9 @@ def refine(
     return Normal(loc.detach(), log_scale.detach().exp(), validate_args=False)
 
 
-def _refine(module: VAEModule, batch: Batch, qz: Normal, steps: int) -> Normal:
+def _refine(
+    module: VAEModule, batch: Batch, qz: Normal, steps: int, gens: list[torch.Generator]
+) -> Normal:
     """``qz`` fitted to each sample's observed entries (:func:`refine`), a few samples at a
     time so that the memory of a gradient step stays bounded."""
     size = max(1, MAX_REFINE_VALUES // (REFINE_DRAWS * batch.x.shape[1]))
@@ -312,6 +331,7 @@ def _refine(module: VAEModule, batch: Batch, qz: Normal, steps: int) -> Normal:
             _normal_rows(qz, i, size),
             steps=steps,
             n_draws=REFINE_DRAWS,
+            generator=gens[i : i + size],
         )
         for i in range(0, len(batch), size)
     ]
@@ -324,8 +344,10 @@ def _normal_rows(qz: Normal, start: int, size: int) -> Normal:
     return Normal(qz.loc[start:end], qz.scale[start:end], validate_args=False)
 
 
-def _importance_block(module: VAEModule, batch: Batch, qz: Normal, r: Request) -> torch.Tensor:
-    draws = module.importance_draws(batch, r.n_samples, qz)
+def _importance_block(
+    module: VAEModule, batch: Batch, qz: Normal, r: Request, gens: list[torch.Generator]
+) -> torch.Tensor:
+    draws = module.importance_draws(batch, r.n_samples, qz, gens)
     weights = torch.softmax(draws.log_px - draws.log_ratio, dim=0)  # (k, B)
     n = len(batch)
     if r.n_imputations is None:

@@ -21,6 +21,7 @@ from vaekit.data.readers.common import (
 )
 from vaekit.data.readers.registry import reader
 from vaekit.data.readers.tenx import tenx_adata
+from vaekit.validation import anndata_matrix
 
 # optional name datasets beside X, tried in order
 _OBS_NAMES = ("obs_names", "cell_names", "barcodes", "cells")
@@ -39,15 +40,7 @@ def read_h5ad(path: Path, *, layer: str | None = None) -> AnnData:
         adata = anndata.read_h5ad(path)
     except (OSError, KeyError, ValueError, TypeError) as err:
         raise ValueError(f"{path} is not a readable .h5ad file ({err})") from None
-    if layer is not None:
-        if layer not in adata.layers:
-            raise ValueError(
-                f"{path} has no layer {layer!r} (layer=); its layers are {list(adata.layers)}"
-            )
-        adata.X = adata.layers[layer]
-    if adata.X is None:
-        raise ValueError(f"{path} has no X; pass layer= one of {list(adata.layers)}")
-    adata.X = as_float32(adata.X, path)
+    adata.X = as_float32(anndata_matrix(adata, layer, str(path)), path)
     check_unique(adata.obs_names, path, "sample IDs (obs_names)")
     check_unique(adata.var_names, path, "feature names (var_names)")
     adata.uns["vaekit"] = {**adata.uns.get("vaekit", {}), "source": str(path)}
