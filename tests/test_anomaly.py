@@ -12,6 +12,7 @@ import pytest
 import torch
 from scipy import special
 from test_cli import assert_user_error, cli
+from torch.distributions import Normal
 
 import vaekit
 from vaekit.analysis.anomaly import SCORES
