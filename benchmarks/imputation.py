@@ -190,7 +190,7 @@ def tcga_vaekit(
         model = vaekit.VAE(seed=seed, **settings).fit(train)
         fit_seconds = time.perf_counter() - tic
         for rate, (hidden, _) in masks.items():
-            imputed[rate].append(model.impute(hidden, n_samples=args.samples, seed=seed))
+            imputed[rate].append(model.impute(hidden, n_draws=args.samples, seed=seed))
         print(
             f"  vaekit seed {seed}: trained in {fit_seconds:.0f} s, imputed in "
             f"{time.perf_counter() - tic - fit_seconds:.0f} s",
@@ -233,7 +233,7 @@ def mnist_benchmark(args: argparse.Namespace) -> dict[str, tuple[float, float]]:
     model = vaekit.VAE(seed=0, **settings).fit(train)
     fit_seconds = time.perf_counter() - tic
     tic = time.perf_counter()
-    filled = {"vaekit (importance)": model.impute(hidden, n_samples=args.mnist_samples)}
+    filled = {"vaekit (importance)": model.impute(hidden, n_draws=args.mnist_samples)}
     impute_seconds = time.perf_counter() - tic
     filled["vaekit (pseudo-Gibbs)"] = model.impute(hidden, method="gibbs")
     filled["pixel means"] = np.where(mask, train.mean(0), test)

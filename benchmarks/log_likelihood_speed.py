@@ -43,7 +43,7 @@ def main() -> None:
                        validation_fraction=0.0, seed=0, verbose=False).fit(load("train", 50000))
     X = load("test", args.n)
     tic = time.perf_counter()
-    ll = model.log_likelihood(X, n_samples=args.k)
+    ll = model.log_likelihood(X, n_draws=args.k)
     seconds = time.perf_counter() - tic
     decoded = args.n * args.k
     print(f"log_likelihood: k={args.k} over {args.n} images in {seconds:.1f} s "

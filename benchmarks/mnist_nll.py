@@ -93,8 +93,8 @@ def main() -> None:
     if args.save:
         model.save(args.save)
     tic = time.perf_counter()
-    elbo = float(model.score_samples(test, n_samples=1).mean())
-    nll = -float(model.log_likelihood(test, n_samples=args.importance_samples).mean())
+    elbo = float(model.score_samples(test, n_draws=1).mean())
+    nll = -float(model.log_likelihood(test, n_draws=args.importance_samples).mean())
     seconds = time.perf_counter() - tic
     result = {
         "architecture": args.architecture,

@@ -83,7 +83,7 @@ def test_elbo_and_iwae_scores_match_monte_carlo_by_hand(model, with_outliers):
     -ELBO averaged over draws, "iwae" is -log mean_k w_k over 100 draws (Burda et al.
     2016). Each per-row gap lies within 5 Monte Carlo standard errors of the two estimates."""
     X = with_outliers.iloc[:50]
-    elbo = model.anomaly_score(X, n_samples=200, seed=1)
+    elbo = model.anomaly_score(X, n_draws=200, seed=1)
     iwae = model.anomaly_score(X, method="iwae", seed=1)  # 100 importance samples by default
     log_w, per_draw = _log_weights(model, X, 2000, seed=7)
     by_hand = -per_draw.mean(0)
@@ -105,8 +105,8 @@ def test_deviance_removes_the_entropy_of_grey_pixels(fitted, digits):
     p = np.clip(X.astype(np.float64), 1e-300, 1)
     q = np.clip(1 - X.astype(np.float64), 1e-300, 1)
     entropy = -(X * np.log(p) + (1 - X) * np.log(q)).sum(1)
-    elbo = fitted.anomaly_score(X, method="elbo", n_samples=3, seed=4)
-    deviance = fitted.anomaly_score(X, method="deviance", n_samples=3, seed=4)
+    elbo = fitted.anomaly_score(X, method="elbo", n_draws=3, seed=4)
+    deviance = fitted.anomaly_score(X, method="deviance", n_draws=3, seed=4)
     np.testing.assert_allclose(deviance, elbo - entropy, rtol=1e-5, atol=1e-3)
     assert (deviance > 0).all() and entropy.min() > 1  # grey pixels: a correction that matters
     binary = (X > 0.5).astype(np.float32)  # no entropy: the deviance is the -ELBO
@@ -143,7 +143,7 @@ def test_mean_deviance_is_the_deviance_of_the_posterior_mean_reconstruction(fitt
 
 
 def test_contributions_point_at_the_shifted_features(model, with_outliers):
-    parts = model.anomaly_contributions(with_outliers, n_samples=5)
+    parts = model.anomaly_contributions(with_outliers, n_draws=5)
     assert parts.shape == (300, N_FEATURES)
     assert list(parts.index) == list(with_outliers.index)
     assert list(parts.columns) == list(with_outliers.columns)
@@ -152,7 +152,7 @@ def test_contributions_point_at_the_shifted_features(model, with_outliers):
     # Summed over features they are the reconstruction score (same draws for the same seed).
     np.testing.assert_allclose(
         parts.sum(axis=1),
-        model.anomaly_score(with_outliers, method="reconstruction", n_samples=5),
+        model.anomaly_score(with_outliers, method="reconstruction", n_draws=5),
         rtol=1e-4,
     )
 
@@ -259,7 +259,7 @@ def test_calibration_survives_save_and_load(model, with_outliers, tmp_path):
     calibrated.save(tmp_path / "m")
     loaded = vaekit.load(tmp_path / "m")
     cal, back = calibrated.calibration_, loaded.calibration_
-    assert (back.method, back.fpr, back.threshold, back.n_samples) == (
+    assert (back.method, back.fpr, back.threshold, back.n_draws) == (
         "iwae",
         0.1,
         cal.threshold,
@@ -278,6 +278,40 @@ def test_a_folder_without_calibration_still_loads(model, tmp_path):
     del config["calibration"]  # as written before calibrations were saved
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))
     assert not hasattr(vaekit.load(tmp_path / "m"), "calibration_")
+
+
+def test_a_calibration_saved_under_its_old_key_still_loads(model, tmp_path):
+    calibrated = copy.deepcopy(model).calibrate(low_rank(100, seed=1), fpr=0.1, n_draws=3)
+    calibrated.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["calibration"]["n_draws"] == 3
+    config["calibration"]["n_samples"] = config["calibration"].pop("n_draws")  # before renaming
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    back = vaekit.load(tmp_path / "m").calibration_
+    assert back.n_draws == 3 and back.threshold == calibrated.calibration_.threshold
+
+
+@pytest.mark.parametrize(
+    "method",
+    ["elbo_terms", "score_samples", "log_likelihood", "anomaly_score", "anomaly_contributions"],
+)
+def test_the_old_draws_keyword_warns_and_still_counts_draws(model, method):
+    X = low_rank(20, seed=3)
+    expected = getattr(model, method)(X, n_draws=2, seed=7)
+    with pytest.warns(FutureWarning, match=rf"{method}\(\): .*n_samples=.*renamed n_draws="):
+        got = getattr(model, method)(X, n_samples=2, seed=7)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
+    # One draw differs from two: the keyword reached the computation.
+    assert not np.array_equal(np.asarray(getattr(model, method)(X, n_draws=1, seed=7)), expected)
+    with pytest.raises(TypeError, match="got both n_samples= and n_draws="):
+        getattr(model, method)(X, n_samples=2, n_draws=2)
+
+
+def test_calibrate_and_calibration_take_the_old_draws_name(model):
+    with pytest.warns(FutureWarning, match="n_draws"):
+        calibrated = copy.deepcopy(model).calibrate(low_rank(100, seed=1), fpr=0.1, n_samples=3)
+    with pytest.warns(FutureWarning, match="n_draws"):
+        assert calibrated.calibration_.n_samples == calibrated.calibration_.n_draws == 3
 
 
 # ---------------------------------------------------------------------------------- CLI

@@ -103,9 +103,9 @@ def test_score_samples_and_log_likelihood_estimate_what_the_cpu_does(gpu, cpu, d
     elbo = gpu.score_samples(X)
     assert elbo.dtype == np.float64 and np.isfinite(elbo).all()
     assert_same_estimate(elbo, cpu.score_samples(X))
-    ll = gpu.log_likelihood(X, n_samples=100)
+    ll = gpu.log_likelihood(X, n_draws=100)
     assert ll.shape == (200,) and np.isfinite(ll).all()
-    assert_same_estimate(ll, cpu.log_likelihood(X, n_samples=100))
+    assert_same_estimate(ll, cpu.log_likelihood(X, n_draws=100))
 
 
 @needs_cuda

@@ -49,7 +49,7 @@ def test_outputs_have_the_documented_shapes(fitted, digits):
     rec = fitted.reconstruct(X)
     assert rec.shape == (50, 64) and rec.min() >= 0 and rec.max() <= 1
     assert fitted.score_samples(X).shape == (50,)
-    assert fitted.log_likelihood(X, n_samples=10).shape == (50,)
+    assert fitted.log_likelihood(X, n_draws=10).shape == (50,)
     draws = fitted.sample(7, seed=3)
     assert draws.shape == (7, 64) and set(np.unique(draws)) <= {0.0, 1.0}
     np.testing.assert_array_equal(draws, fitted.sample(7, seed=3))
@@ -156,7 +156,7 @@ def test_every_likelihood_trains_and_samples(likelihood):
     assert np.isfinite(h.to_numpy()).all()
     assert h["train_loss"].iloc[-1] < h["train_loss"].iloc[0]
     assert model.sample(5).shape == (5, 12)
-    assert np.isfinite(model.log_likelihood(X[:10], n_samples=20)).all()
+    assert np.isfinite(model.log_likelihood(X[:10], n_draws=20)).all()
 
 
 def test_count_models_scale_reconstructions_by_library_size():

@@ -82,7 +82,7 @@ def test_imputations_beat_column_means_and_keep_observed_entries(request, data, 
     train, test = data
     model = request.getfixturevalue(model)
     X, mask = hide(test.astype(np.float64), 0.3)
-    out = model.impute(X, method=method, n_samples=300)
+    out = model.impute(X, method=method, n_draws=300)
     np.testing.assert_array_equal(out[~mask], X[~mask])  # exactly, float64 in and out
     assert out.dtype == np.float64 and not np.isnan(out).any()
     means = np.broadcast_to(train.mean(0), test.shape)
@@ -99,7 +99,7 @@ def test_importance_weighting_is_at_least_as_good_as_pseudo_gibbs(masked, plain,
         diff, count = np.zeros(len(test)), np.zeros(len(test))
         for seed in (1, 2, 3):
             X, mask = hide(test, 0.3, seed)
-            iw = model.impute(X, method="importance", n_samples=2000)
+            iw = model.impute(X, method="importance", n_draws=2000)
             gibbs = model.impute(X, method="gibbs")
             diff += np.where(mask, (iw - test) ** 2 - (gibbs - test) ** 2, 0).sum(1)
             count += mask.sum(1)
@@ -268,15 +268,23 @@ def test_training_with_missing_entries_is_reproducible_and_finite(data):
         torch.testing.assert_close(value, b.module_.state_dict()[key], rtol=0, atol=0)
     assert np.isfinite(a.history_["val_loss"]).all()
     assert np.isfinite(a.score_samples(X)).all() and np.isfinite(a.transform(X)).all()
-    assert np.isfinite(a.log_likelihood(X[:10], n_samples=20)).all()
+    assert np.isfinite(a.log_likelihood(X[:10], n_draws=20)).all()
 
 
 def test_iwae_training_and_count_likelihoods_take_missing_entries():
     X, _ = hide(counts(n=120, d=12), 0.2)
     for kw in ({"likelihood": "poisson"}, {"likelihood": "gaussian", "iw_samples": 4}):
         model = small(missing="mask", epochs=5, **kw).fit(X)
-        out = model.impute(X, n_samples=50)
+        out = model.impute(X, n_draws=50)
         assert np.isfinite(out).all()
+
+
+def test_impute_takes_the_old_draws_keyword_with_a_warning(masked, data):
+    X, _ = hide(data[1][:10], 0.3)
+    expected = masked.impute(X, n_draws=5, refine_steps=0)
+    with pytest.warns(FutureWarning, match=r"impute\(\): .*renamed n_draws="):
+        got = masked.impute(X, n_samples=5, refine_steps=0)
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_conv_models_read_the_mask_as_extra_channels(digits):
@@ -292,7 +300,7 @@ def test_conv_models_read_the_mask_as_extra_channels(digits):
     model.fit(hide(X, 0.2)[0])
     assert model.module_.encoder.image_shape == (2, 8, 8)
     X_test, mask = hide(digits[1][:20], 0.3)
-    out = model.impute(X_test, n_samples=20)
+    out = model.impute(X_test, n_draws=20)
     assert np.isfinite(out).all() and ((out[mask] >= 0) & (out[mask] <= 1)).all()
 
 

@@ -301,7 +301,7 @@ def test_a_new_likelihood_needs_one_class_and_one_registry_line(digits):
         model = vaekit.VAE(**TOY).fit(X)
         assert isinstance(model.module_.likelihood, toy)
         deviance = model.anomaly_score(X, method="deviance", seed=4)
-        elbo = model.score_samples(X, n_samples=10, seed=4)
+        elbo = model.score_samples(X, n_draws=10, seed=4)
     # -ELBO plus the saturated term, sum_j log Laplace(x_j | x_j, b_j) = -sum_j log(2 b_j);
     # the same draws, so they differ by float32 rounding of sums over 64 features
     b = model.module_.likelihood.log_scale.exp().double().detach().numpy()

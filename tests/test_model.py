@@ -65,10 +65,10 @@ def test_elbo_is_below_importance_sampled_estimate_which_rises_with_k(fitted, di
     the ELBO -> k = 10 step (about 0.2 nats, 10 se on 200 images) must be resolved by 4 se;
     the later steps (0.04 and 0.01 nats, 2 se) may not fall by more than 4 se."""
     X_test = digits[1][:200]
-    elbo = fitted.score_samples(X_test, n_samples=100)
-    ll = {k: fitted.log_likelihood(X_test, n_samples=k) for k in (1, 10, 100, 1000)}
+    elbo = fitted.score_samples(X_test, n_draws=100)
+    ll = {k: fitted.log_likelihood(X_test, n_draws=k) for k in (1, 10, 100, 1000)}
     # k = 1 is the ELBO with one draw: the same expectation as score_samples' one draw
-    mean, se = mean_and_se(ll[1] - fitted.score_samples(X_test, n_samples=1, seed=5))
+    mean, se = mean_and_se(ll[1] - fitted.score_samples(X_test, n_draws=1, seed=5))
     assert abs(mean) < 4 * se, (mean, se)
     mean, se = mean_and_se(ll[10] - elbo)
     assert mean > 4 * se, (mean, se)
@@ -95,7 +95,7 @@ def test_iwae_converges_to_the_closed_form_of_a_linear_gaussian_model():
     for max_rows in (16384, 6 * 7, 4):  # one chunk; chunks of 7 draws; blocks of 4 samples
         gen = torch.Generator().manual_seed(0)
         est = iwae.log_likelihood(
-            module, module.batch(x), n_samples=20000, max_rows=max_rows, generator=gen
+            module, module.batch(x), n_draws=20000, max_rows=max_rows, generator=gen
         )
         assert np.all(est.numpy() <= exact + 0.05)
         np.testing.assert_allclose(est.numpy(), exact, atol=0.5)

@@ -146,7 +146,7 @@ def test_image_report_holds_the_numbers_of_the_validation_rows(image_model, digi
     page = read_page(path)
     rows = validation_rows(image_model, len(X_train))
     elbo = image_model.score_samples(X_train[rows]).mean()
-    log_px = image_model.log_likelihood(X_train[rows], n_samples=50).mean()
+    log_px = image_model.log_likelihood(X_train[rows], n_draws=50).mean()
     assert report.numbers["elbo"] == pytest.approx(elbo, abs=1e-9)
     assert report.numbers["log_likelihood"] == pytest.approx(log_px, abs=1e-9)
     assert page.summary["elbo"].startswith(f"{elbo:.2f} nats per sample")

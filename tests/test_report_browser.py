@@ -45,7 +45,7 @@ def test_the_report_renders_in_chromium_with_its_numbers(image_model, digits, tm
     rows = validation_rows(model, len(X))
     summary = page.value["summary"]
     assert summary["elbo"].startswith(f"{model.score_samples(X[rows]).mean():.2f} nats per sample")
-    log_px = model.log_likelihood(X[rows], n_samples=50).mean()
+    log_px = model.log_likelihood(X[rows], n_draws=50).mean()
     assert summary["log_likelihood"] == f"{log_px:.2f} nats per sample"
     assert summary["epochs"] == f"{len(model.history_)} / {model.best_epoch_}"
     assert summary["active_units"] == f"{report.numbers['active_units']} of 4"

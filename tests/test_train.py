@@ -234,7 +234,7 @@ def test_importance_weighted_loss_is_the_iwae_bound(fitted, digits) -> None:
     with torch.no_grad():
         out = module.loss(x, generator=torch.Generator().manual_seed(3), iw_samples=50)
         gen = torch.Generator().manual_seed(3)
-        ll = iwae.log_likelihood(module, module.batch(x), n_samples=50, generator=gen)
+        ll = iwae.log_likelihood(module, module.batch(x), n_draws=50, generator=gen)
         elbo = torch.stack(
             [module.loss(x, generator=torch.Generator().manual_seed(s)).elbo for s in range(50)]
         ).mean(0)
@@ -256,8 +256,8 @@ def test_iwae_training_reaches_a_higher_log_likelihood(digits) -> None:
         common = dict(n_latent=8, likelihood="bernoulli", epochs=40, lr=2e-3, seed=seed)
         elbo = vaekit.VAE(**common, verbose=False).fit(X_train)
         iwae = vaekit.VAE(iw_samples=5, **common, verbose=False).fit(X_train)
-        ll_elbo = elbo.log_likelihood(X_test, n_samples=200).mean()
-        outcomes.append(iwae.log_likelihood(X_test, n_samples=200).mean() > ll_elbo)
+        ll_elbo = elbo.log_likelihood(X_test, n_draws=200).mean()
+        outcomes.append(iwae.log_likelihood(X_test, n_draws=200).mean() > ll_elbo)
         # the validation loss it monitors is the k = 5 bound, at most the one-draw ELBO's loss
         last = iwae.history_.iloc[-1]
         assert last["val_loss"] <= last["val_reconstruction"] + last["val_kl"]

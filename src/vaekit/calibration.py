@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from vaekit._deprecation import draws_keyword
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,7 +33,7 @@ class Calibration:
         Scores above it are flagged.
     control_scores : ndarray
         The control samples' scores, sorted ascending (read-only).
-    n_samples : int or None
+    n_draws : int or None
         Posterior draws of the scores; new scores must use the same number.
     """
 
@@ -38,7 +41,7 @@ class Calibration:
     fpr: float
     threshold: float
     control_scores: np.ndarray = field(repr=False)
-    n_samples: int | None = None
+    n_draws: int | None = None
 
     def __post_init__(self) -> None:
         scores = np.sort(np.asarray(self.control_scores, dtype=np.float64).ravel())
@@ -46,8 +49,9 @@ class Calibration:
         object.__setattr__(self, "control_scores", scores)
 
     @classmethod
+    @draws_keyword
     def fit(
-        cls, control_scores: np.ndarray, fpr: float, method: str, n_samples: int | None = None
+        cls, control_scores: np.ndarray, fpr: float, method: str, n_draws: int | None = None
     ) -> Calibration:
         """The calibration of ``control_scores`` at false-positive rate ``fpr``."""
         check_fpr(fpr)
@@ -63,7 +67,18 @@ class Calibration:
                 f"at least {min_control(fpr)} (about 1/fpr); give more control samples or a "
                 "larger fpr"
             )
-        return cls(method, float(fpr), float(scores[k - 1]), scores, n_samples)
+        return cls(method, float(fpr), float(scores[k - 1]), scores, n_draws)
+
+    @property
+    def n_samples(self) -> int | None:
+        """Deprecated name of :attr:`n_draws`."""
+        warnings.warn(
+            "Calibration.n_samples is renamed n_draws (n_samples counts rows, as in "
+            "scikit-learn); read n_draws instead",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.n_draws
 
     @property
     def n_control(self) -> int:
@@ -86,7 +101,7 @@ class Calibration:
             "method": self.method,
             "fpr": self.fpr,
             "threshold": self.threshold,
-            "n_samples": self.n_samples,
+            "n_draws": self.n_draws,
             "control_scores": self.control_scores.tolist(),
         }
 
@@ -99,7 +114,7 @@ class Calibration:
         if not isinstance(d["method"], str) or not d["method"]:
             raise ValueError(f"the stored calibration's method is {d['method']!r}; calibrate again")
         check_fpr(d["fpr"])
-        n = d.get("n_samples")
+        n = d.get("n_draws", d.get("n_samples"))  # folders saved before the rename
         return cls(
             str(d["method"]),
             float(d["fpr"]),

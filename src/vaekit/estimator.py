@@ -20,6 +20,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import check_is_fitted
 
 from vaekit import fitting, saving
+from vaekit._deprecation import draws_keyword
 from vaekit._runtime import epoch_progress, seeded
 from vaekit.batch import Batch
 from vaekit.covariates import CovariateEncoder
@@ -449,22 +450,23 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             return out
         return pd.DataFrame(out, index=table.sample_names, columns=self.features_)
 
+    @draws_keyword
     def elbo_terms(
         self,
         X: Any,
         y: Any = None,
         *,
         layer: str | None = None,
-        n_samples: int = 10,
+        n_draws: int = 10,
         seed: int = 0,
     ) -> pd.DataFrame:
         """Per-sample reconstruction (-E_q log p(x|z)), KL and ELBO in nats (beta = 1),
-        averaged over ``n_samples`` posterior draws."""
-        if n_samples < 1:
-            raise ValueError(f"n_samples must be >= 1; got {n_samples}")
+        averaged over ``n_draws`` posterior draws."""
+        if n_draws < 1:
+            raise ValueError(f"n_draws must be >= 1; got {n_draws}")
 
         def terms(b: Batch) -> torch.Tensor:
-            outs = [self.module_.loss(b.x, b.condition) for _ in range(n_samples)]
+            outs = [self.module_.loss(b.x, b.condition) for _ in range(n_draws)]
             return torch.stack([torch.stack([o.reconstruction, o.kl]) for o in outs]).mean(0)
 
         table, parts = self._map(X, y, layer, terms, seed)
@@ -473,39 +475,41 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             {"reconstruction": rec, "kl": kl, "elbo": -(rec + kl)}, index=table.sample_names
         )
 
+    @draws_keyword
     def score_samples(
         self,
         X: Any,
         y: Any = None,
         *,
         layer: str | None = None,
-        n_samples: int = 10,
+        n_draws: int = 10,
         seed: int = 0,
     ) -> np.ndarray:
-        """Per-sample ELBO in nats (beta = 1), averaged over ``n_samples`` posterior draws."""
-        terms = self.elbo_terms(X, y, layer=layer, n_samples=n_samples, seed=seed)
+        """Per-sample ELBO in nats (beta = 1), averaged over ``n_draws`` posterior draws."""
+        terms = self.elbo_terms(X, y, layer=layer, n_draws=n_draws, seed=seed)
         return terms["elbo"].to_numpy()
 
     def score(self, X: Any, y: Any = None, *, layer: str | None = None) -> float:
         """Mean ELBO per sample (higher is better), for model selection."""
         return float(self.score_samples(X, y, layer=layer).mean())
 
+    @draws_keyword
     def log_likelihood(
         self,
         X: Any,
         y: Any = None,
         *,
         layer: str | None = None,
-        n_samples: int = 1000,
+        n_draws: int = 1000,
         seed: int = 0,
     ) -> np.ndarray:
-        """Per-sample importance-sampled log p(x) in nats, the IWAE bound with ``n_samples``
-        draws (Burda et al. 2016); it rises towards log p(x) as ``n_samples`` grows."""
-        if n_samples < 1:
-            raise ValueError(f"n_samples must be >= 1; got {n_samples}")
+        """Per-sample importance-sampled log p(x) in nats, the IWAE bound with ``n_draws``
+        draws (Burda et al. 2016); it rises towards log p(x) as ``n_draws`` grows."""
+        if n_draws < 1:
+            raise ValueError(f"n_draws must be >= 1; got {n_draws}")
 
         def iwae(b: Batch) -> torch.Tensor:
-            return iwae_log_likelihood(self.module_, b, n_samples)  # draws chunked inside
+            return iwae_log_likelihood(self.module_, b, n_draws)  # draws chunked inside
 
         return torch.cat(self._map(X, y, layer, iwae, seed)[1]).cpu().double().numpy()
 

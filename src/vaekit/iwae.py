@@ -7,15 +7,17 @@ import math
 
 import torch
 
+from vaekit._deprecation import draws_keyword
 from vaekit.batch import Batch
 from vaekit.model import VAEModule
 
 
 @torch.no_grad()
+@draws_keyword
 def log_likelihood(
     module: VAEModule,
     batch: Batch,
-    n_samples: int = 1000,
+    n_draws: int = 1000,
     max_rows: int = 1024,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
@@ -27,10 +29,10 @@ def log_likelihood(
 
     Examples
     --------
-    >>> ll = log_likelihood(module, module.batch(x), n_samples=100)  # doctest: +SKIP
+    >>> ll = log_likelihood(module, module.batch(x), n_draws=100)  # doctest: +SKIP
     """
     blocks = [
-        _block(module, batch.slice(i, max_rows), n_samples, max_rows, generator)
+        _block(module, batch.slice(i, max_rows), n_draws, max_rows, generator)
         for i in range(0, len(batch), max_rows)
     ]
     return torch.cat(blocks)
@@ -39,15 +41,15 @@ def log_likelihood(
 def _block(
     module: VAEModule,
     batch: Batch,
-    n_samples: int,
+    n_draws: int,
     max_rows: int,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
     qz = module.encode(batch.x, batch.condition, batch.observed)
-    chunk = max(1, min(n_samples, max_rows // len(batch)))
+    chunk = max(1, min(n_draws, max_rows // len(batch)))
     parts = []
-    for start in range(0, n_samples, chunk):
-        k = min(chunk, n_samples - start)
+    for start in range(0, n_draws, chunk):
+        k = min(chunk, n_draws - start)
         draws = module.importance_draws(batch, k, qz, generator)
         parts.append(torch.logsumexp(draws.log_px - draws.log_ratio, dim=0))  # (B,)
-    return torch.logsumexp(torch.stack(parts), dim=0) - math.log(n_samples)
+    return torch.logsumexp(torch.stack(parts), dim=0) - math.log(n_draws)

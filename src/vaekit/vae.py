@@ -12,6 +12,7 @@ import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
 from vaekit import saving
+from vaekit._deprecation import draws_keyword
 from vaekit.analysis import anomaly, imputation, interpretation, paths
 from vaekit.estimator import BaseVAE
 
@@ -33,6 +34,7 @@ class VAE(BaseVAE):
         return paths.traverse(self, x, features, **kw)
 
     # ------------------------------------------------------------------ anomalies
+    @draws_keyword
     def anomaly_score(
         self,
         X: Any,
@@ -40,7 +42,7 @@ class VAE(BaseVAE):
         method: str = "elbo",
         *,
         layer: str | None = None,
-        n_samples: int | None = None,
+        n_draws: int | None = None,
         seed: int = 0,
     ) -> np.ndarray:
         """Per-sample anomaly scores, higher = more anomalous: ``"elbo"`` (-ELBO), ``"iwae"``
@@ -49,9 +51,10 @@ class VAE(BaseVAE):
         deviance of x decoded from its posterior mean); see
         :func:`vaekit.analysis.anomaly.anomaly_score`."""
         return anomaly.anomaly_score(
-            self, X, y, method, layer=layer, n_samples=n_samples, seed=seed
+            self, X, y, method, layer=layer, n_draws=n_draws, seed=seed
         )
 
+    @draws_keyword
     def calibrate(
         self,
         X_control: Any,
@@ -60,12 +63,12 @@ class VAE(BaseVAE):
         method: str = "elbo",
         *,
         layer: str | None = None,
-        n_samples: int | None = None,
+        n_draws: int | None = None,
     ) -> VAE:
         """Set ``calibration_`` from control samples held out from training, so that
         :meth:`is_anomaly` flags a share ``fpr`` of such samples; returns self."""
         self.calibration_ = anomaly.calibrate(
-            self, X_control, y, fpr=fpr, method=method, layer=layer, n_samples=n_samples
+            self, X_control, y, fpr=fpr, method=method, layer=layer, n_draws=n_draws
         )
         return self
 
@@ -73,23 +76,25 @@ class VAE(BaseVAE):
         """Boolean flags: score above the threshold set by :meth:`calibrate`."""
         check_is_fitted(self, "calibration_", msg="call calibrate(X_control) before is_anomaly")
         cal = self.calibration_
-        return cal.flags(self.anomaly_score(X, y, cal.method, layer=layer, n_samples=cal.n_samples))
+        return cal.flags(self.anomaly_score(X, y, cal.method, layer=layer, n_draws=cal.n_draws))
 
+    @draws_keyword
     def anomaly_contributions(
-        self, X: Any, y: Any = None, *, layer: str | None = None, n_samples: int = 10, seed: int = 0
+        self, X: Any, y: Any = None, *, layer: str | None = None, n_draws: int = 10, seed: int = 0
     ) -> pd.DataFrame:
         """Per sample and feature, -E_q log p(x_j | z): which genes or pixels make a sample
         anomalous; see :func:`vaekit.analysis.anomaly.contributions`."""
-        return anomaly.contributions(self, X, y, layer=layer, n_samples=n_samples, seed=seed)
+        return anomaly.contributions(self, X, y, layer=layer, n_draws=n_draws, seed=seed)
 
     # ------------------------------------------------------------------ missing values
+    @draws_keyword
     def impute(
         self,
         X: Any,
         y: Any = None,
         *,
         n_iter: int = 50,
-        n_samples: int = 1000,
+        n_draws: int = 1000,
         n_imputations: int | None = None,
         method: str = "importance",
         seed: int = 0,
@@ -111,7 +116,7 @@ class VAE(BaseVAE):
             X,
             y,
             n_iter=n_iter,
-            n_samples=n_samples,
+            n_draws=n_draws,
             n_imputations=n_imputations,
             method=method,
             seed=seed,

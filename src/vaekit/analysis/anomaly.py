@@ -1,7 +1,7 @@
 """Anomaly scores of a fitted VAE, a threshold calibrated on control samples, and per-feature
 contributions: which samples deviate from the training (control) distribution, and where.
 
-A new score is one function ``(model, X, y, layer, n_samples, seed) -> (n,) scores`` and one
+A new score is one function ``(model, X, y, layer, n_draws, seed) -> (n,) scores`` and one
 line in :data:`SCORES`.
 """
 
@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from torch.distributions import Distribution
 
+from vaekit._deprecation import draws_keyword
 from vaekit.calibration import Calibration, check_fpr, min_control  # noqa: F401 - re-exported
 from vaekit.model import VAEModule, observed_sum
 
@@ -29,32 +30,32 @@ class Score(NamedTuple):
     Attributes
     ----------
     fn : callable
-        ``fn(model, X, y, layer, n_samples, seed)`` -> (n,) float64, higher = more anomalous.
-    n_samples : int
+        ``fn(model, X, y, layer, n_draws, seed)`` -> (n,) float64, higher = more anomalous.
+    n_draws : int
         Default number of posterior draws (importance samples for ``"iwae"``).
     """
 
     fn: Callable[..., np.ndarray]
-    n_samples: int
+    n_draws: int
 
 
 def _negative_elbo(
     model: BaseVAE, X: Any, y: Any, layer: str | None, n: int, seed: int
 ) -> np.ndarray:
-    return -model.score_samples(X, y, layer=layer, n_samples=n, seed=seed)
+    return -model.score_samples(X, y, layer=layer, n_draws=n, seed=seed)
 
 
 def _negative_iwae(
     model: BaseVAE, X: Any, y: Any, layer: str | None, n: int, seed: int
 ) -> np.ndarray:
-    return -model.log_likelihood(X, y, layer=layer, n_samples=n, seed=seed)
+    return -model.log_likelihood(X, y, layer=layer, n_draws=n, seed=seed)
 
 
 def _reconstruction(
     model: BaseVAE, X: Any, y: Any, layer: str | None, n: int, seed: int
 ) -> np.ndarray:
     # An & Cho (2015): the reconstruction probability E_q[log p(x|z)], by Monte Carlo over q.
-    terms = model.elbo_terms(X, y, layer=layer, n_samples=n, seed=seed)
+    terms = model.elbo_terms(X, y, layer=layer, n_draws=n, seed=seed)
     return terms["reconstruction"].to_numpy()
 
 
@@ -88,7 +89,7 @@ SCORES: dict[str, Score] = {
     "iwae": Score(_negative_iwae, 100),
     "reconstruction": Score(_reconstruction, 10),
     "deviance": Score(_deviance, 10),
-    "mean_deviance": Score(_mean_deviance, 1),  # deterministic: n_samples is not used
+    "mean_deviance": Score(_mean_deviance, 1),  # deterministic: n_draws is not used
 }
 
 
@@ -102,6 +103,7 @@ def get_score(method: str) -> Score:
         ) from None
 
 
+@draws_keyword
 def anomaly_score(
     model: BaseVAE,
     X: Any,
@@ -109,7 +111,7 @@ def anomaly_score(
     method: str = "elbo",
     *,
     layer: str | None = None,
-    n_samples: int | None = None,
+    n_draws: int | None = None,
     seed: int = 0,
 ) -> np.ndarray:
     """Per-sample anomaly scores, in nats; higher = less like the training data.
@@ -122,9 +124,9 @@ def anomaly_score(
     y : optional
         Conditions of X, for a conditional model.
     method : str
-        ``"elbo"``: -ELBO, averaged over ``n_samples`` posterior draws (default 10);
-        ``"iwae"``: -log p(x) by importance sampling with ``n_samples`` draws (default 100);
-        ``"reconstruction"``: -E_q[log p(x|z)] over ``n_samples`` draws (default 10), An &
+        ``"elbo"``: -ELBO, averaged over ``n_draws`` posterior draws (default 10);
+        ``"iwae"``: -log p(x) by importance sampling with ``n_draws`` draws (default 100);
+        ``"reconstruction"``: -E_q[log p(x|z)] over ``n_draws`` draws (default 10), An &
         Cho (2015)'s reconstruction probability, which ignores how unusual z itself is;
         ``"deviance"``: -ELBO + log p(x | saturated) (default 10 draws), the ELBO's shortfall
         from the best fit any decoder output could give x (the deviance of generalised linear
@@ -139,7 +141,7 @@ def anomaly_score(
         for a Gaussian), as one would score a plain autoencoder.
     layer : str, optional
         AnnData layer to use instead of ``X``.
-    n_samples : int, optional
+    n_draws : int, optional
         Posterior draws; None takes the method's default (:data:`SCORES`).
     seed : int
         Seeds the draws: the same seed gives the same scores.
@@ -154,7 +156,7 @@ def anomaly_score(
     >>> X_new[np.argsort(-scores)[:10]]  # the ten least typical samples  # doctest: +SKIP
     """
     score = get_score(method)
-    n = score.n_samples if n_samples is None else n_samples
+    n = score.n_draws if n_draws is None else n_draws
     return np.asarray(score.fn(model, X, y, layer, n, seed), dtype=np.float64)
 
 
@@ -198,6 +200,7 @@ def _saturated(module: VAEModule, px: Distribution, x: torch.Tensor) -> torch.Te
     return observed_sum(module.likelihood.saturated_log_prob(px, x), module.observed(x))
 
 
+@draws_keyword
 def calibrate(
     model: BaseVAE,
     X_control: Any,
@@ -206,7 +209,7 @@ def calibrate(
     fpr: float = 0.05,
     method: str = "elbo",
     layer: str | None = None,
-    n_samples: int | None = None,
+    n_draws: int | None = None,
 ) -> Calibration:
     """Score control samples held out from training and set the threshold that flags a share
     ``fpr`` of such samples.
@@ -221,8 +224,8 @@ def calibrate(
         Their conditions, for a conditional model.
     fpr : float
         The false-positive rate wanted, in (0, 1).
-    method, layer, n_samples
-        As in :func:`anomaly_score`; the method's default ``n_samples`` is stored, so later
+    method, layer, n_draws
+        As in :func:`anomaly_score`; the method's default ``n_draws`` is stored, so later
         scores use the same number of draws.
 
     Returns
@@ -235,28 +238,29 @@ def calibrate(
     >>> cal.flags(anomaly_score(model, X_new, method="iwae")).mean()  # doctest: +SKIP
     """
     check_fpr(fpr)
-    n = get_score(method).n_samples if n_samples is None else n_samples
-    scores = anomaly_score(model, X_control, y, method, layer=layer, n_samples=n)
+    n = get_score(method).n_draws if n_draws is None else n_draws
+    scores = anomaly_score(model, X_control, y, method, layer=layer, n_draws=n)
     return Calibration.fit(scores, fpr, method, n)
 
 
+@draws_keyword
 def contributions(
     model: BaseVAE,
     X: Any,
     y: Any = None,
     *,
     layer: str | None = None,
-    n_samples: int = 10,
+    n_draws: int = 10,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Per sample and feature, -E_q[log p(x_j | z)] in nats over ``n_samples`` posterior draws:
+    """Per sample and feature, -E_q[log p(x_j | z)] in nats over ``n_draws`` posterior draws:
     the reconstruction part of the anomaly score split by feature (its row sums are the
     ``"reconstruction"`` score). Large values point at the genes or pixels that the model
     finds unlikely for that sample.
 
     Returns
     -------
-    DataFrame, (n_samples_of_X, n_features)
+    DataFrame, (n_samples, n_features)
         Columns ``model.features_`` (the modelled features, after preprocessing); the index
         holds X's sample names when it had them.
 
@@ -265,16 +269,16 @@ def contributions(
     >>> c = contributions(model, X_new)  # doctest: +SKIP
     >>> c.loc["S42"].nlargest(10)  # the ten genes that make sample S42 unusual  # doctest: +SKIP
     """
-    if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}")
+    if not isinstance(n_draws, (int, np.integer)) or n_draws < 1:
+        raise ValueError(f"n_draws must be a positive integer; got {n_draws!r}")
     module = model.module_
 
     def per_feature(b: Batch) -> torch.Tensor:
         total = torch.zeros_like(b.x)
-        for _ in range(n_samples):
+        for _ in range(n_draws):
             _, _, px = module(b.x, b.condition)  # one reparameterised draw from q(z|x)
             total -= px.log_prob(b.x)  # (B, n_features)
-        return total / n_samples
+        return total / n_draws
 
     prepared = model.prepare(X, y, layer=layer)
     values = torch.cat(model.map_batches(prepared, per_feature, seed=seed)).cpu().double().numpy()

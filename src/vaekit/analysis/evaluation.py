@@ -40,7 +40,7 @@ def evaluate(
         **latent_usage(model, X, y, layer=layer),
     }
     if importance_samples > 0:
-        ll = model.log_likelihood(X, y, layer=layer, n_samples=importance_samples, seed=seed)
+        ll = model.log_likelihood(X, y, layer=layer, n_draws=importance_samples, seed=seed)
         result["log_likelihood"] = float(ll.mean())
         result["importance_samples"] = importance_samples
     return result

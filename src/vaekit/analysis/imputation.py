@@ -38,6 +38,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from torch.distributions import Normal
 
+from vaekit._deprecation import draws_keyword
 from vaekit.batch import Batch
 from vaekit.model import VAEModule, prior_kl
 from vaekit.validation import check_observed, is_anndata
@@ -56,12 +57,12 @@ PRIOR_DRAWS = 64  # draws from the prior that estimate a model's mean E[x]
 
 @dataclass(frozen=True)
 class Request:
-    """What an imputer is asked: ``n_iter`` steps, ``n_samples`` importance draws,
+    """What an imputer is asked: ``n_iter`` steps, ``n_draws`` importance draws,
     ``n_imputations`` draws per sample (None: one point estimate, the conditional mean) and
     ``refine_steps`` steps fitting each sample's importance proposal."""
 
     n_iter: int
-    n_samples: int
+    n_draws: int
     n_imputations: int | None
     refine_steps: int = 0
     seed: int = 0
@@ -81,13 +82,14 @@ class Request:
 Imputer = Callable[[VAEModule, Batch, Request], torch.Tensor]  # (n_out, B, D) completed rows
 
 
+@draws_keyword
 def impute(
     model: BaseVAE,
     X: Any,
     y: Any = None,
     *,
     n_iter: int = 50,
-    n_samples: int = 1000,
+    n_draws: int = 1000,
     n_imputations: int | None = None,
     method: str = "importance",
     seed: int = 0,
@@ -108,7 +110,7 @@ def impute(
     n_iter : int
         ``"gibbs"``: steps of the chain. ``"importance"`` with a model fitted without
         ``missing="mask"``: encode-decode steps that fill in the encoder's input.
-    n_samples : int
+    n_draws : int
         Importance draws per sample (``"importance"``).
     n_imputations : int, optional
         Return this many completed copies of X, each with its own draw of the missing
@@ -135,7 +137,7 @@ def impute(
     >>> draws = impute(model, X_with_nan, n_imputations=5)  # doctest: +SKIP
     """
     check_is_fitted(model, "module_")
-    request = replace(_request(method, n_iter, n_samples, n_imputations, refine_steps), seed=seed)
+    request = replace(_request(method, n_iter, n_draws, n_imputations, refine_steps), seed=seed)
     values, positions, prepared = _prepare(model, X, y, layer)
     missing = np.isnan(values[:, positions])
     if missing.any():
@@ -148,13 +150,13 @@ def impute(
 
 
 def _request(
-    method: str, n_iter: Any, n_samples: Any, n_imputations: Any, refine_steps: Any
+    method: str, n_iter: Any, n_draws: Any, n_imputations: Any, refine_steps: Any
 ) -> Request:
     if method not in IMPUTERS:
         raise ValueError(f"unknown imputation method {method!r}; choose one of {list(IMPUTERS)}")
     for name, value, allow_none in (
         ("n_iter", n_iter, False),
-        ("n_samples", n_samples, False),
+        ("n_draws", n_draws, False),
         ("n_imputations", n_imputations, True),
     ):
         if allow_none and value is None:
@@ -165,7 +167,7 @@ def _request(
         raise ValueError(f"refine_steps must be an integer >= 0; got {refine_steps!r}")
     return Request(
         int(n_iter),
-        int(n_samples),
+        int(n_draws),
         None if n_imputations is None else int(n_imputations),
         int(refine_steps),
     )
@@ -264,7 +266,7 @@ def importance(module: VAEModule, batch: Batch, r: Request) -> torch.Tensor:
     gens = r.generators(len(batch))
     if r.refine_steps:
         qz = _refine(module, batch, qz, r.refine_steps, gens)
-    step = max(1, MAX_DRAW_VALUES // (r.n_samples * batch.x.shape[1]))
+    step = max(1, MAX_DRAW_VALUES // (r.n_draws * batch.x.shape[1]))
     parts = [
         _importance_block(
             module, batch.slice(i, step), _normal_rows(qz, i, step), r, gens[i : i + step]
@@ -347,11 +349,11 @@ def _normal_rows(qz: Normal, start: int, size: int) -> Normal:
 def _importance_block(
     module: VAEModule, batch: Batch, qz: Normal, r: Request, gens: list[torch.Generator]
 ) -> torch.Tensor:
-    draws = module.importance_draws(batch, r.n_samples, qz, gens)
+    draws = module.importance_draws(batch, r.n_draws, qz, gens)
     weights = torch.softmax(draws.log_px - draws.log_ratio, dim=0)  # (k, B)
     n = len(batch)
     if r.n_imputations is None:
-        mean = draws.px.mean.view(r.n_samples, n, -1)  # (k, B, D)
+        mean = draws.px.mean.view(r.n_draws, n, -1)  # (k, B, D)
         return _complete(batch.x, (weights[..., None] * mean).sum(0))[None]
     # Sampling importance resampling: z_k drawn by weight, then x from p(x | z_k).
     pick = torch.multinomial(weights.T, r.n_imputations, replacement=True).T  # (m, B)

@@ -72,8 +72,8 @@ def score(
             controls = read(control, transpose, annotations, layer)
             model.calibrate(controls, y, fpr=DEFAULT_FPR if fpr is None else fpr, method=method)
         calibration = _usable(getattr(model, "calibration_", None), method)
-        n_samples = None if calibration is None else calibration.n_samples
-        table = _scores(model.anomaly_score(adata, y, method, n_samples=n_samples), calibration)
+        n_draws = None if calibration is None else calibration.n_draws
+        table = _scores(model.anomaly_score(adata, y, method, n_draws=n_draws), calibration)
         table.index = adata.obs_names.rename("sample")
         parts = None if contributions is None else model.anomaly_contributions(adata, y)
     # Written only once everything is computed, so a failure leaves no partial set of outputs.

@@ -31,7 +31,8 @@ def impute(
         50, "--n-iter", help="Steps of the pseudo-Gibbs chain, or of the encoder's fill-in."
     ),
     method: str = typer.Option("importance", help="importance (MIWAE) or gibbs (pseudo-Gibbs)."),
-    samples: int = typer.Option(1000, "--samples", help="Importance draws per sample."),
+    draws: int = typer.Option(1000, "--draws", help="Importance draws per sample."),
+    samples: int = typer.Option(None, "--samples", hidden=True),  # the old name of --draws
     refine_steps: int = typer.Option(
         100, "--refine-steps", help="Steps fitting each sample's importance proposal (0: none)."
     ),
@@ -64,7 +65,7 @@ def impute(
             adata,
             conditions(model),
             n_iter=n_iter,
-            n_samples=samples,
+            n_draws=draws if samples is None else samples,
             n_imputations=imputations,
             method=method,
             seed=seed,

@@ -340,7 +340,7 @@ def _scores(ctx: Context, calibration: Any) -> np.ndarray:
         ctx.y,
         calibration.method,
         layer=ctx.layer,
-        n_samples=getattr(calibration, "n_samples", None),
+        n_draws=getattr(calibration, "n_draws", None),
     )
 
 
