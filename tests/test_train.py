@@ -110,9 +110,9 @@ def test_early_stopping_restores_the_best_weights(digits):
     gen = torch.Generator().manual_seed(0)
     split = torch.randperm(300, generator=gen)
     val = torch.as_tensor(digits[0][:300])[split[:30]]
-    from vaekit.train import evaluate
+    from vaekit.train import validation_loss
 
-    again, _ = evaluate(model.module_, DenseRows(val.numpy()), None, torch.arange(30), 1.0)
+    again, _ = validation_loss(model.module_, DenseRows(val.numpy()), None, torch.arange(30), 1.0)
     assert again["reconstruction"] + again["kl"] == pytest.approx(monitored.min(), rel=1e-5)
 
 

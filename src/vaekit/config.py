@@ -17,8 +17,27 @@ def _tuple_or_none(value: Any) -> tuple[int, ...] | None:
     return None if value is None else tuple(int(v) for v in value)
 
 
-# Decoder kinds -> whether the output layer is batch-normalised (as LDVAE's linear decoder).
-DECODERS: dict[str, bool] = {"mlp": False, "linear": True}
+@dataclass(frozen=True)
+class DecoderKind:
+    """What one choice of ``decoder`` builds.
+
+    Attributes
+    ----------
+    hidden_layers : bool
+        Whether it has hidden layers (``hidden`` mirrored, or ``decoder_hidden``).
+    batch_norm_output : bool
+        Whether the likelihood's output layer is batch-normalised, as in LDVAE's linear
+        decoder (Svensson et al. 2020).
+    """
+
+    hidden_layers: bool
+    batch_norm_output: bool
+
+
+DECODERS: dict[str, DecoderKind] = {
+    "mlp": DecoderKind(hidden_layers=True, batch_norm_output=False),
+    "linear": DecoderKind(hidden_layers=False, batch_norm_output=True),
+}
 # What NaN in x means: "error" (NaN is refused before it reaches the module) or "mask" (a
 # missing entry: the encoder reads x with its mask, the likelihood scores observed entries).
 MISSING: tuple[str, ...] = ("error", "mask")
@@ -103,9 +122,10 @@ class ModelConfig:
             )
         if self.decoder not in DECODERS:
             raise ValueError(f"unknown decoder {self.decoder!r}; choose one of {list(DECODERS)}")
-        if self.decoder == "linear" and self.decoder_hidden:
+        if not DECODERS[self.decoder].hidden_layers and self.decoder_hidden:
             raise ValueError(
-                f"a linear decoder has no hidden layers; got decoder_hidden={self.decoder_hidden}"
+                f"a {self.decoder} decoder has no hidden layers; "
+                f"got decoder_hidden={self.decoder_hidden}"
             )
         shape = self.image_shape
         if shape is not None and (len(shape) != 3 or math.prod(shape) != self.n_input):
@@ -117,7 +137,7 @@ class ModelConfig:
     @property
     def decoder_layers(self) -> tuple[int, ...]:
         """Hidden layer sizes of the decoder, ``()`` for a linear one."""
-        if self.decoder == "linear":
+        if not DECODERS[self.decoder].hidden_layers:
             return ()
         return tuple(reversed(self.hidden)) if self.decoder_hidden is None else self.decoder_hidden
 
@@ -135,7 +155,7 @@ class ModelConfig:
     @property
     def output_batch_norm(self) -> bool:
         """Whether the likelihood's output layer is batch-normalised (the linear decoder)."""
-        return DECODERS[self.decoder]
+        return DECODERS[self.decoder].batch_norm_output
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -291,8 +291,8 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         seed = self.seed if self.seed is not None else int(np.random.default_rng().integers(2**31))
         rows = as_rows(data.X, self._device)
         n_input = len(preprocessor.features_)
-        image_shape, chw = fitting.shapes(X, self.image_shape, settings, n_input)
-        settings["architecture"] = settings["architecture"] or fitting.auto(
+        image_shape, chw = fitting.image_shapes(X, self.image_shape, settings, n_input)
+        settings["architecture"] = settings["architecture"] or fitting.auto_architecture(
             settings, n_input, cov, chw
         )
         config = fitting.model_config(settings, n_input, cov, chw)

@@ -78,24 +78,27 @@ def _library_sizes(module: VAEModule, rows: DenseRows | SparseRows) -> np.ndarra
     return torch.cat([module.library(rows.take(idx)) for idx in blocks]).cpu().numpy().ravel()
 
 
-def shapes(
+def image_shapes(
     X: Any, given_shape: Any, settings: dict[str, Any], n_input: int
 ) -> tuple[tuple[int, ...] | None, tuple | None]:
     """(the image shape to record, (C, H, W) of the modelled rows or None): the shape the user
     gave, else the one the data carry; checked against the rows when conv is asked for."""
-    shape = image_shape(X) if given_shape is None else given(given_shape)
+    shape = anndata_image_shape(X) if given_shape is None else parse_image_shape(given_shape)
     strict = given_shape is not None or settings["architecture"] == "conv"
     return shape, rows_shape(shape, n_input, strict)
 
 
-def image_shape(X: Any) -> tuple[int, ...] | None:
+def anndata_image_shape(X: Any) -> tuple[int, ...] | None:
+    """The image shape an AnnData carries in ``uns["vaekit"]``, or None."""
     if not is_anndata(X):
         return None
     shape = X.uns.get("vaekit", {}).get("image_shape")
     return None if shape is None else tuple(int(v) for v in shape)
 
 
-def auto(s: dict[str, Any], n_input: int, cov: torch.Tensor | None, chw: tuple | None) -> str:
+def auto_architecture(
+    s: dict[str, Any], n_input: int, cov: torch.Tensor | None, chw: tuple | None
+) -> str:
     """The architecture for ``architecture=None``: conv for whole images it can model (its
     ``check`` passes), dense layers for everything else."""
     if chw is None:
@@ -109,7 +112,7 @@ def auto(s: dict[str, Any], n_input: int, cov: torch.Tensor | None, chw: tuple |
     return "conv"
 
 
-def given(shape: Any) -> tuple[int, ...]:
+def parse_image_shape(shape: Any) -> tuple[int, ...]:
     """The ``image_shape`` argument as a tuple, checked."""
     ok = (
         isinstance(shape, (tuple, list))

@@ -84,7 +84,7 @@ def minibatches(index: torch.Tensor, batch_size: int, generator: torch.Generator
 
 
 @torch.no_grad()
-def evaluate(
+def validation_loss(
     module: VAEModule,
     data: Rows,
     cov: torch.Tensor | None,
@@ -191,7 +191,7 @@ def train(
         }
         if len(val_idx):
             # At the full KL weight, so that epochs compare across the warm-up.
-            val, usage = evaluate(
+            val, usage = validation_loss(
                 module, data, cov, val_idx, config.beta, iw_samples=config.iw_samples
             )
             record.update({f"val_{k}": v for k, v in val.items()})
@@ -239,8 +239,8 @@ def _warn_if_collapsed(record: dict[str, float], n_latent: int) -> None:
 
 
 def adam(module: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam with the fused kernel where torch has one: on CPU it is several times faster than
-    the default per-tensor update, a quarter of a step's time at MNIST scale."""
+    """Adam with the fused kernel where torch has one: on CPU the default per-tensor update
+    takes a large share of a small model's step (timings in benchmarks/README.md)."""
     kw = dict(lr=config.lr, weight_decay=config.weight_decay)
     try:
         return torch.optim.Adam(module.parameters(), fused=True, **kw)

@@ -30,7 +30,7 @@ class Table:
     feature_names: list[str] | None = None
     sample_names: pd.Index | None = None
 
-    def where(self, row: int, col: int | None = None) -> str:
+    def location(self, row: int, col: int | None = None) -> str:
         """'row 3 (sample 'S3'), column 5 ('GENE5')' for messages."""
         text = f"row {row}"
         if self.sample_names is not None:
@@ -175,7 +175,7 @@ def check_finite(
         what, fix = ("infinite", "replace them") if allow_nan else ("NaN or infinite", nan_hint)
         raise ValueError(
             f"{name} has {int(bad.sum())} {what} value(s), the first at "
-            f"{table.where(row, col)}; {fix}"
+            f"{table.location(row, col)}; {fix}"
         )
 
 
@@ -190,7 +190,7 @@ def check_observed(table: Table, name: str = "X", columns: bool = True) -> None:
     if len(empty_rows):
         raise ValueError(
             f"{name} has {len(empty_rows)} sample(s) with no observed value (all NaN), the "
-            f"first at {table.where(int(empty_rows[0]))}; drop them: there is nothing to "
+            f"first at {table.location(int(empty_rows[0]))}; drop them: there is nothing to "
             "learn from or impute from"
         )
     empty_cols = np.flatnonzero(missing.sum(0) == table.X.shape[0]) if columns else []
@@ -236,7 +236,7 @@ def check_support(table: Table, support: Support, likelihood: str) -> None:
         value = values[bad].flat[0]
         raise ValueError(
             f"likelihood {likelihood!r} cannot score {int(bad.sum())} {support.what}, the first "
-            f"{value:g} at {table.where(row, col)}; {support.fix}"
+            f"{value:g} at {table.location(row, col)}; {support.fix}"
         )
     if support.raw_counts:
         _check_no_empty_rows(table, likelihood)
@@ -248,7 +248,7 @@ def _check_no_empty_rows(table: Table, likelihood: str) -> None:
     if len(empty):
         raise ValueError(
             f"likelihood {likelihood!r} needs a positive total count per sample; "
-            f"{len(empty)} sample(s) are all zero, the first at {table.where(int(empty[0]))}; "
+            f"{len(empty)} sample(s) are all zero, the first at {table.location(int(empty[0]))}; "
             "remove them"
         )
 
