@@ -24,8 +24,8 @@ def log_likelihood(
     """(B,) importance-sampled log p(x) with q(z | x) as proposal (Burda et al. 2016).
 
     log p(x) ~ logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K. Samples and
-    draws are decoded in blocks of about ``max_rows`` rows: on a CPU, ~1000 rows keep the
-    decoder's activations in cache and run several times faster than one huge batch.
+    draws are decoded in blocks of about ``max_rows`` rows, which keep the decoder's
+    activations in a CPU's cache (timings in benchmarks/README.md, log_likelihood_speed.py).
 
     Examples
     --------

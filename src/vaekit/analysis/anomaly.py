@@ -73,9 +73,7 @@ def _mean_deviance(
     # The VAE read as an autoencoder: x decoded from its posterior mean, no draws and no KL.
     # Draws blur the reconstruction of every sample alike, and the KL rewards an encoder that
     # squeezes a new kind of sample into the familiar part of the latent space: both dilute
-    # how badly the decoder can rebuild it (MNIST one-class mean AUROC, benchmarks/anomaly.py:
-    # 0.966 -> 0.969 over "deviance" with a Bernoulli likelihood, 0.971 -> 0.972 over
-    # "reconstruction" with an isotropic Gaussian).
+    # how badly the decoder can rebuild it (figures in benchmarks/README.md, anomaly.py).
     def deviance(module: VAEModule, px: Distribution, x: torch.Tensor) -> torch.Tensor:
         return _saturated(module, px, x) - module.log_px(px, x)
 
