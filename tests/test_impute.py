@@ -440,3 +440,17 @@ def test_cli_bad_input_is_one_line_and_exit_2(masked, data, tmp_path, capsys):
     assert_user_error(cli(capsys, *command), "sample 's2'")
     assert not (tmp_path / "o.tsv").exists()
     assert_user_error(cli(capsys, *command, "--method", "mcmc"), "unknown imputation method")
+
+
+def test_cli_draws_flag_and_its_hidden_old_name(masked, data, tmp_path, capsys):
+    masked.save(tmp_path / "m")
+    frame = table(hide(data[1][:10], 0.3)[0], tmp_path / "in.csv")
+    command = ("impute", tmp_path / "m", tmp_path / "in.csv", "--refine-steps", "0")
+    expected = masked.impute(frame, n_draws=7, refine_steps=0).to_numpy()
+    for flag in ("--draws", "--samples"):
+        code, _, err = cli(capsys, *command, flag, "7", "-o", tmp_path / "out.tsv")
+        assert code == 0, err
+        written = pd.read_csv(tmp_path / "out.tsv", sep="\t", index_col=0).to_numpy()
+        np.testing.assert_allclose(written, expected, rtol=1e-6)
+    code, out, _ = cli(capsys, "impute", "--help")
+    assert "--draws" in out and "--samples" not in out
