@@ -6,9 +6,9 @@ package, such as :mod:`vaekit.saving`, does not load the layers above it.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from vaekit._lazy import lazy_exports
 from vaekit._version import __version__
 
 if TYPE_CHECKING:
@@ -27,13 +27,4 @@ _EXPORTS = {
 __all__ = ["LIKELIHOODS", "VAE", "__version__", "load", "read"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'vaekit' has no attribute {name!r}")
-    value = getattr(import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # imported once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports("vaekit", globals(), _EXPORTS)
