@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -82,7 +83,7 @@ class Number(Constraint):
         return f"a number {'>' if self.above else '>='} {self.low:g}"
 
     def ok(self, value: Any) -> bool:
-        if not _is_number(value):
+        if not _is_number(value) or not math.isfinite(value):  # inf passes >= low, NaN fails it
             return False
         low = value > self.low if self.above else value >= self.low
         return low and (self.high is None or value < self.high)
