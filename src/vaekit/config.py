@@ -198,6 +198,9 @@ class TrainConfig:
     iw_samples: int = 1
     lr_patience: int | None = None
     max_minutes: float | None = None
+    checkpoint_dir: str | None = None
+    checkpoint_minutes: float | None = 10.0
+    keep_checkpoints: int = 2
     seed: int | None = None
 
     def kl_weight(self, epoch: int) -> float:

@@ -139,7 +139,8 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         Halve the learning rate when the validation loss has not improved for this many
         epochs after the warm-up (None: a constant rate).
     max_minutes : float [None]
-        End training after the epoch that crosses this many minutes.
+        End training after the epoch that crosses this many minutes (of this call to ``fit``:
+        a resumed run counts afresh).
     missing : str ["error"]
         What NaN in X means. ``"error"``: NaN is refused. ``"mask"``: NaN entries are missing;
         the likelihood counts only the observed entries, and the encoder reads the values
@@ -151,6 +152,16 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         mask_rate) of its observed entries from the encoder (the likelihood still scores them),
         so that the encoder learns to read partial inputs, even from complete training data:
         what makes :meth:`impute` good on data more incomplete than the training data.
+    checkpoint_dir : str or PathLike [None]
+        A folder of its own for training checkpoints (created if missing): one after every
+        epoch, and on SIGINT or SIGTERM after the step under way; ``fit(X, resume=True)``
+        continues from the newest, and ends with the weights and history an uninterrupted
+        run would have had.
+    checkpoint_minutes : float [10.0]
+        Also write a checkpoint within an epoch once this many minutes have passed since the
+        last (None: only between epochs).
+    keep_checkpoints : int [2]
+        How many checkpoints to keep (the newest).
     seed : int or None
         Two fits with the same seed on the same machine give identical weights.
     device : str
@@ -223,6 +234,9 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         max_minutes: float | None = None,
         missing: str | None = None,
         mask_rate: float | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_minutes: float | None = None,
+        keep_checkpoints: int | None = None,
         seed: int | None = None,
         device: str = "cpu",
         verbose: bool = True,
@@ -256,12 +270,17 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.max_minutes = max_minutes
         self.missing = missing
         self.mask_rate = mask_rate
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_minutes = checkpoint_minutes
+        self.keep_checkpoints = keep_checkpoints
         self.seed = seed
         self.device = device
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X: Any, y: Any = None, *, layer: str | None = None) -> BaseVAE:
+    def fit(
+        self, X: Any, y: Any = None, *, layer: str | None = None, resume: bool = False
+    ) -> BaseVAE:
         """Train on X (samples x features), conditioned on y when given.
 
         Parameters
@@ -271,13 +290,28 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             Conditions: float columns are continuous, all others categorical.
         layer : str, optional
             The AnnData layer to use instead of ``X``.
+        resume : bool
+            Continue from the newest checkpoint in ``checkpoint_dir`` (from the start when
+            there is none), with the same data and settings; only those that say how long
+            or where to train (epochs, patience, max_minutes, the checkpoint settings) may
+            differ, and their changes are recorded in ``resumes_``.
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        vaekit.train.TrainingInterrupted
+            On SIGINT (Ctrl-C) or SIGTERM, after the step under way and a checkpoint.
+        vaekit.train.TrainingDiverged
+            When the loss stays NaN or infinite after three roll-backs with half the
+            learning rate each.
         """
         settings = resolve(self.get_params(), self.preset)
         check_settings(settings)
+        if settings["checkpoint_dir"] is not None:  # JSON in settings_ and checkpoints
+            settings["checkpoint_dir"] = os.fspath(settings["checkpoint_dir"])
         preprocessor = Preprocessor(settings["preprocess"])
         masked = settings["missing"] == "mask"
         table = as_table(X, layer=layer, allow_nan=masked)
@@ -288,7 +322,7 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         y = resolve_y(X, y)
         covariates = None if y is None else CovariateEncoder.fit(y, data.X.shape[0])
         cov = None if y is None else covariates.transform(y, data.X.shape[0]).to(self._device)
-        seed = self.seed if self.seed is not None else int(np.random.default_rng().integers(2**31))
+        seed = fitting.training_seed(self.seed, settings, resume)
         rows = as_rows(data.X, self._device)
         n_input = len(preprocessor.features_)
         image_shape, chw = fitting.image_shapes(X, self.image_shape, settings, n_input)
@@ -296,11 +330,20 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             settings, n_input, cov, chw
         )
         config = fitting.model_config(settings, n_input, cov, chw)
+        checkpoints = fitting.checkpoints(settings, seed, config, table, y)
         with seeded(seed, self._device):
             module = VAEModule(config).to(self._device)
             fitting.fit_library(module, rows)
             with epoch_progress(settings["epochs"], self.verbose) as progress:
-                result = train(module, rows, cov, fitting.train_config(settings, seed), progress)
+                result = train(
+                    module,
+                    rows,
+                    cov,
+                    fitting.train_config(settings, seed),
+                    progress,
+                    checkpoints=checkpoints,
+                    resume=resume,
+                )
         # Fitted state is set only now, so a fit that fails leaves the model as it was.
         self.settings_, self.preprocessor_, self.features_ = (
             settings,
@@ -318,6 +361,7 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.best_epoch_ = result.best_epoch
         self.training_seconds_ = result.seconds
         self.validation_rows_ = result.validation_rows.numpy()
+        self.resumes_ = result.resumes
         self.metadata_ = {}
         self.__dict__.pop("calibration_", None)  # a threshold of the old weights
         return self

@@ -3,19 +3,21 @@ and configuration, the training settings and the library-size prior."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import numpy as np
 import torch
 
+from vaekit import checkpoint
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.data import DenseRows, SparseRows
 from vaekit.data.preprocess import Preprocessor
 from vaekit.likelihoods import get_likelihood
 from vaekit.model import VAEModule
 from vaekit.nn import get_architecture
-from vaekit.options import feeding
+from vaekit.options import RESUMABLE, feeding
 from vaekit.validation import Table, check_finite, check_support, is_anndata
 
 
@@ -58,7 +60,41 @@ def _frozen(value: Any) -> Any:
 
 def train_config(s: dict[str, Any], seed: int) -> TrainConfig:
     """The training loop's settings (:mod:`vaekit.options`), with the seed drawn by ``fit``."""
-    return TrainConfig(**{k: s[k] for k in feeding("train")}, seed=seed)
+    given = {k: s[k] for k in feeding("train")}
+    if given["checkpoint_dir"] is not None:
+        given["checkpoint_dir"] = str(given["checkpoint_dir"])
+    return TrainConfig(**given, seed=seed)
+
+
+def training_seed(seed: int | None, s: dict[str, Any], resume: bool) -> int:
+    """The seed given; else, on resume, the seed of the newest checkpoint; else a new one."""
+    if seed is not None:
+        return seed
+    if resume and s["checkpoint_dir"] is not None:
+        saved = checkpoint.saved_seed(s["checkpoint_dir"])
+        if saved is not None:
+            return saved
+    return int(np.random.default_rng().integers(2**31))
+
+
+def checkpoints(
+    s: dict[str, Any], seed: int, config: ModelConfig, table: Table, y: Any
+) -> checkpoint.Checkpoints | None:
+    """The run's checkpoint folder, with what identifies the run: the seed, the settings, the
+    module's configuration and a fingerprint of the data; None without ``checkpoint_dir``."""
+    if s["checkpoint_dir"] is None:
+        return None
+    settings = {k: v for k, v in s.items() if k != "preprocess"}
+    settings["preprocess"] = Preprocessor(s["preprocess"]).to_config()
+    settings["model"] = config.to_dict()
+    identity = {
+        "seed": seed,
+        "settings": json.loads(json.dumps(settings, default=str)),
+        "data": checkpoint.fingerprint(table.X, table.feature_names, table.sample_names, y),
+    }
+    return checkpoint.Checkpoints(
+        s["checkpoint_dir"], s["checkpoint_minutes"], s["keep_checkpoints"], identity, RESUMABLE
+    )
 
 
 def fit_library(module: VAEModule, rows: DenseRows | SparseRows) -> None:

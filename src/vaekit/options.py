@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import math
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -195,6 +196,22 @@ class OrNone(Constraint):
         return self.inner.choices()
 
 
+@dataclass(frozen=True)
+class Folder(Constraint):
+    """A folder's path: non-empty text or a path object."""
+
+    @property
+    def text(self) -> str:
+        return "a folder path"
+
+    def ok(self, value: Any) -> bool:
+        text = str(value) if isinstance(value, (str, os.PathLike)) else ""
+        return text.strip() != "" and "\0" not in text
+
+    def parse(self, value: Any) -> Any:
+        return str(value)
+
+
 def _registry(module: str, name: str) -> Callable[[], Iterable[str]]:
     return lambda: getattr(importlib.import_module(module), name)
 
@@ -246,6 +263,9 @@ class Setting:
         argument is used as given, and ``VAE.__init__`` defaults it to ``default``.
     cli : bool
         Whether ``vaekit train`` has a flag and a settings file a key for it.
+    resumable : bool
+        Whether it may change when training resumes from a checkpoint (it changes how long
+        or where training goes on, not the model); the others must stay as they were.
     """
 
     name: str
@@ -256,6 +276,7 @@ class Setting:
     aliases: tuple[str, ...] = ()
     resolved: bool = True
     cli: bool = True
+    resumable: bool = False
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -287,7 +308,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("beta", 1.0, _NONNEGATIVE, "Weight of the KL term (beta-VAE).", "train"),
     Setting("kl_warmup", 0, Integer(0), "Epochs over which the KL weight rises from 0 to beta.",
             "train", ("warmup",)),
-    Setting("epochs", 100, Integer(1), "Most epochs to train.", "train"),
+    Setting("epochs", 100, Integer(1), "Most epochs to train.", "train", resumable=True),
     Setting("batch_size", 128, Integer(1), "Samples per minibatch.", "train"),
     Setting("lr", 1e-3, _POSITIVE, "Adam learning rate.", "train"),
     Setting("preset", None, OrNone(Choice(_PRESETS)), "Named settings the others override.",
@@ -316,7 +337,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("early_stopping", True, Flag(),
             "Stop when the validation loss stalls for `patience` epochs.", "train"),
     Setting("patience", 10, Integer(1), "Epochs without progress before early stopping.",
-            "train"),
+            "train", resumable=True),
     Setting("grad_clip", None, OrNone(_POSITIVE), "Clip the gradient norm (default: no clipping).",
             "train"),
     Setting("loadings_l1", 0.0, _NONNEGATIVE, "L1 penalty on the loadings (sparse features).",
@@ -326,12 +347,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("lr_patience", None, OrNone(Integer(1)),
             "Halve the learning rate after N epochs without progress.", "train"),
     Setting("max_minutes", None, OrNone(_POSITIVE),
-            "Stop after the epoch that crosses M minutes.", "train"),
+            "Stop after the epoch that crosses M minutes (of this run).", "train",
+            resumable=True),
     Setting("missing", "error", Choice(lambda: MISSING),
             "error (NaN refused), or mask: NaN entries are missing.", "model"),
     Setting("mask_rate", 0.0, _SHARE,
             "With missing=mask: hide up to this share of entries from the encoder in training.",
             "model"),
+    Setting("checkpoint_dir", None, OrNone(Folder()),
+            "Write a checkpoint here after every epoch; --resume continues from the newest.",
+            "train", resumable=True),
+    Setting("checkpoint_minutes", 10.0, OrNone(_POSITIVE),
+            "Also checkpoint within an epoch every M minutes (none: only between epochs).",
+            "train", resumable=True),
+    Setting("keep_checkpoints", 2, Integer(1), "Checkpoints kept (the newest).", "train",
+            resumable=True),
     Setting("seed", None, OrNone(Integer(0)), "Random seed: identical runs on one machine.",
             "train", resolved=False),
     Setting("device", "cpu", Text(), "cpu or cuda.", "estimator", resolved=False),
@@ -342,6 +372,9 @@ BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 # Short names (the command line's first ones) -> the Python names.
 ALIASES: dict[str, str] = {a: s.name for s in SETTINGS for a in s.aliases}
 DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS if s.resolved}
+
+
+RESUMABLE: tuple[str, ...] = tuple(s.name for s in SETTINGS if s.resumable)
 
 
 def feeding(config: str) -> tuple[str, ...]:

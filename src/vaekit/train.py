@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import copy
 import math
+import signal
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch.distributions import Normal
 
+from vaekit.checkpoint import Checkpoints, LoopState, Snapshot, capture, restore
 from vaekit.config import TrainConfig
 from vaekit.model import LossOutput, VAEModule
 
@@ -26,7 +30,37 @@ class Rows(Protocol):
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss stayed NaN or infinite after every roll-back.
+
+    Attributes
+    ----------
+    best_state : dict or None
+        The weights of the best epoch before it diverged (also in the newest checkpoint).
+    history : list of dict
+        The epochs done.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        best_state: dict[str, torch.Tensor] | None = None,
+        history: list[dict[str, float]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.best_state, self.history = best_state, history or []
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM stopped training after a step (and a checkpoint, when it had a
+    folder for them). ``exit_code`` is the shell's: 128 + the signal's number."""
+
+    def __init__(self, signum: int, message: str, checkpoint: Any = None) -> None:
+        super().__init__(message)
+        self.signum, self.exit_code, self.checkpoint = signum, 128 + signum, checkpoint
+
+
+class DivergenceWarning(UserWarning):
+    """The loss became NaN or infinite; training rolled back with half the learning rate."""
 
 
 class PosteriorCollapseWarning(UserWarning):
@@ -36,7 +70,8 @@ class PosteriorCollapseWarning(UserWarning):
 # Burda et al. 2016: unit u is active when Cov_x(E_q[z_u | x]) > 0.01.
 ACTIVE_THRESHOLD = 0.01
 DIAGNOSTIC_ROWS = 10_000  # rows that measure latent usage when there is no validation split
-LR_FACTOR = 0.5  # learning-rate cut on a plateau (lr_patience)
+LR_FACTOR = 0.5  # learning-rate cut on a plateau (lr_patience) and on a divergence
+MAX_ROLLBACKS = 3  # divergences rolled back before training gives up
 MIN_LR_SHARE = 0.01  # ... down to this share of the initial rate
 
 
@@ -44,12 +79,15 @@ MIN_LR_SHARE = 0.01  # ... down to this share of the initial rate
 class TrainResult:
     """What :func:`train` learned besides the weights: one dict per epoch, the best epoch, and
     the rows it held out for validation (ascending), which callers store rather than draw
-    again from the seed (``torch.randperm``'s output may change between torch releases)."""
+    again from the seed (``torch.randperm``'s output may change between torch releases), and
+    where it resumed from checkpoints (epoch, step, and the settings changed then, as
+    ``name: [before, after]``)."""
 
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = -1
     seconds: float = 0.0
     validation_rows: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    resumes: list[dict[str, Any]] = field(default_factory=list)
 
 
 def split_indices(n: int, fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
@@ -148,6 +186,9 @@ def train(
     cov: torch.Tensor | None,
     config: TrainConfig,
     callback: Callable[[int, dict[str, float]], None] | None = None,
+    *,
+    checkpoints: Checkpoints | None = None,
+    resume: bool = False,
 ) -> TrainResult:
     """Fit ``module`` in place with Adam; restore the best weights when early stopping is on.
 
@@ -163,66 +204,193 @@ def train(
         (as :meth:`vaekit.VAE.fit` does) for identical noise and dropout.
     callback : callable, optional
         Called as ``callback(epoch, record)`` after each epoch (progress bars, logging).
+    checkpoints : Checkpoints, optional
+        Where to write a checkpoint after every epoch (and within long epochs), and on
+        SIGINT or SIGTERM.
+    resume : bool
+        Continue from the newest of ``checkpoints`` (from the start when there is none): the
+        weights and history end bit for bit as those of an uninterrupted run.
 
     Returns
     -------
     TrainResult
         ``history`` holds, per epoch: train_/val_ loss, reconstruction and kl, kl_weight,
         seconds, ``active_units`` and the KL of each latent feature ``kl_z0``... (measured on
-        the validation rows, else on up to 10,000 training rows) and ``lr``. The monitored
-        quantity, ``val_loss``, is measured at the full KL weight ``beta``, so that it does
-        not move with the warm-up; patience (``patience`` for stopping, ``lr_patience`` for
-        halving the learning rate) only counts once the warm-up is over. Training also ends
-        after ``max_minutes``, at the end of the epoch that crosses it.
+        the validation rows, else on up to 10,000 training rows), ``lr`` and ``rollbacks``
+        (divergences so far). The monitored quantity, ``val_loss``, is measured at the full
+        KL weight ``beta``, so that it does not move with the warm-up; patience
+        (``patience`` for stopping, ``lr_patience`` for halving the learning rate) only
+        counts once the warm-up is over. Training also ends after ``max_minutes`` of this
+        process, at the end of the epoch that crosses it.
+
+    Raises
+    ------
+    TrainingDiverged
+        When the loss is still NaN or infinite after ``MAX_ROLLBACKS`` roll-backs.
+    TrainingInterrupted
+        On SIGINT or SIGTERM, after the step under way and a checkpoint.
     """
     train_idx, val_idx, gen = seeded_split(len(data), config.validation_fraction, config.seed)
     stopping = config.early_stopping and len(val_idx) > 0
     opt = adam(module, config)
     plateau = _plateau(opt, config) if len(val_idx) else None
-    result, best, best_state, stale = TrainResult(), float("inf"), None, 0
+    loop, result = LoopState(sums=_zeros(module)), TrainResult()
     result.validation_rows = val_idx.sort().values
-    start = time.perf_counter()
-    for epoch in range(config.epochs):
-        tic = time.perf_counter()
-        weight = config.kl_weight(epoch)
-        record = {
-            "epoch": epoch,
-            **_fit_epoch(module, data, cov, train_idx, weight, opt, config, gen),
-        }
-        if len(val_idx):
-            # At the full KL weight, so that epochs compare across the warm-up.
-            val, usage = validation_loss(
-                module, data, cov, val_idx, config.beta, iw_samples=config.iw_samples
+    if resume:
+        loop = _resume(checkpoints, module, opt, plateau, gen, result) or loop
+    good = capture(module, opt, plateau, gen, loop)  # what a divergence rolls back to
+    start, before = time.perf_counter(), loop.seconds
+    with stop_signals() as stop:
+        while not _finished(loop, config, stopping):
+            tic = time.perf_counter()
+            if loop.step == 0:
+                loop.epoch_generator = gen.get_state()
+            else:  # resumed mid-epoch: the same shuffle again
+                gen.set_state(loop.epoch_generator)
+            weight = config.kl_weight(loop.epoch)
+            step = _Step(module, data, cov, opt, config, weight)
+            fitted = _fit_epoch(step, train_idx, gen, loop, stop, checkpoints, plateau)
+            record = fitted and _validate(module, data, cov, config, val_idx, train_idx, fitted)
+            if record is None:  # NaN or inf: back to the last good state, half the rate
+                loop = _roll_back(good, module, opt, plateau, gen, loop)
+                continue
+            record.update(
+                epoch=loop.epoch,
+                kl_weight=weight,
+                lr=opt.param_groups[0]["lr"],
+                rollbacks=loop.rollbacks,
+                seconds=time.perf_counter() - tic,
             )
-            record.update({f"val_{k}": v for k, v in val.items()})
-        else:
-            usage = latent_usage(module, data, cov, train_idx[:DIAGNOSTIC_ROWS])
-        record.update(usage)
-        record["kl_weight"] = weight
-        record["lr"] = opt.param_groups[0]["lr"]
-        record["seconds"] = time.perf_counter() - tic
-        result.history.append(record)
-        if callback is not None:
-            callback(epoch, record)
-        if plateau is not None and epoch >= config.kl_warmup:
-            plateau.step(record["val_loss"])
-        out_of_time = _minutes(start) >= (config.max_minutes or math.inf)
-        if stopping:
-            score = record["val_loss"]
-            if score < best:
-                best, best_state, result.best_epoch, stale = score, _snapshot(module), epoch, 0
-            elif epoch >= config.kl_warmup:
-                stale += 1
-        if out_of_time or (stopping and stale >= config.patience):
-            break
-    if best_state is not None:
-        module.load_state_dict(best_state)
+            _end_epoch(loop, record, module, plateau, config, stopping)
+            if callback is not None:
+                callback(record["epoch"], record)
+            loop.seconds = before + time.perf_counter() - start
+            good = capture(module, opt, plateau, gen, loop)
+            if checkpoints is not None:
+                checkpoints.write(good)
+            if _minutes(start) >= (config.max_minutes or math.inf):
+                break
+    if loop.best_state is not None:
+        module.load_state_dict(loop.best_state)
+        result.best_epoch = loop.best_epoch
     else:
-        result.best_epoch = len(result.history) - 1
+        result.best_epoch = len(loop.history) - 1
+    result.history = loop.history
     _warn_if_collapsed(result.history[result.best_epoch], module.config.n_latent)
     module.eval()
-    result.seconds = time.perf_counter() - start
+    result.seconds = before + time.perf_counter() - start
     return result
+
+
+def _finished(loop: LoopState, config: TrainConfig, stopping: bool) -> bool:
+    """Whether the run is over: all epochs done, or early stopping's patience run out. Read
+    again on resume, with the epochs and patience given then."""
+    return loop.epoch >= config.epochs or (stopping and loop.stale >= config.patience)
+
+
+def _resume(
+    checkpoints: Checkpoints | None,
+    module: VAEModule,
+    opt: torch.optim.Optimizer,
+    plateau: Any,
+    gen: torch.Generator,
+    result: TrainResult,
+) -> LoopState | None:
+    """The loop state of the newest checkpoint, restored into the module, optimizer and
+    generators; None when there is none yet."""
+    if checkpoints is None:
+        raise ValueError("resume needs checkpoint_dir: the folder the checkpoints were written to")
+    snap = checkpoints.latest()
+    if snap is None:
+        warnings.warn(
+            f"no checkpoint in {checkpoints.folder} yet; training from the start", stacklevel=3
+        )
+        return None
+    loop = restore(snap, module, opt, plateau, gen)
+    result.resumes.append({"epoch": loop.epoch, "step": loop.step, **checkpoints.changes(snap)})
+    return loop
+
+
+def _roll_back(
+    good: Snapshot,
+    module: VAEModule,
+    opt: torch.optim.Optimizer,
+    plateau: Any,
+    gen: torch.Generator,
+    loop: LoopState,
+) -> LoopState:
+    """Restore the last good state with half its learning rate, or raise after
+    ``MAX_ROLLBACKS`` tries."""
+    if loop.rollbacks >= MAX_ROLLBACKS:
+        raise TrainingDiverged(
+            f"training diverged: the loss became NaN or infinite in epoch {loop.epoch} "
+            f"{MAX_ROLLBACKS + 1} times, even after halving the learning rate "
+            f"{MAX_ROLLBACKS} times (to {opt.param_groups[0]['lr']:.3g}). Lower lr, set "
+            "grad_clip, or scale the data (a Gaussian likelihood wants features of order 1, "
+            "e.g. z-scored)",
+            best_state=loop.best_state,
+            history=loop.history,
+        )
+    rollbacks = loop.rollbacks + 1
+    loop = restore(good, module, opt, plateau, gen)
+    loop.rollbacks = rollbacks
+    for group in opt.param_groups:
+        group["lr"] *= LR_FACTOR
+    warnings.warn(
+        f"the loss became NaN or infinite in epoch {loop.epoch}; rolled back to the last good "
+        f"state with the learning rate halved to {opt.param_groups[0]['lr']:.3g} "
+        f"({rollbacks} of {MAX_ROLLBACKS} roll-backs)",
+        DivergenceWarning,
+        stacklevel=4,
+    )
+    return loop
+
+
+def _validate(
+    module: VAEModule,
+    data: Rows,
+    cov: torch.Tensor | None,
+    config: TrainConfig,
+    val_idx: torch.Tensor,
+    train_idx: torch.Tensor,
+    record: dict[str, float],
+) -> dict[str, float] | None:
+    """The epoch's record with the validation loss and latent usage; None if not finite."""
+    if len(val_idx):
+        # At the full KL weight, so that epochs compare across the warm-up.
+        val, usage = validation_loss(
+            module, data, cov, val_idx, config.beta, iw_samples=config.iw_samples
+        )
+        if not all(math.isfinite(v) for v in val.values()):
+            return None
+        record.update({f"val_{k}": v for k, v in val.items()})
+    else:
+        usage = latent_usage(module, data, cov, train_idx[:DIAGNOSTIC_ROWS])
+    record.update(usage)
+    return record
+
+
+def _end_epoch(
+    loop: LoopState,
+    record: dict[str, float],
+    module: VAEModule,
+    plateau: Any,
+    config: TrainConfig,
+    stopping: bool,
+) -> None:
+    """Record the epoch, step the scheduler and early stopping, and move to the next epoch."""
+    epoch = loop.epoch
+    loop.history.append({"epoch": epoch, **{k: v for k, v in record.items() if k != "epoch"}})
+    if plateau is not None and epoch >= config.kl_warmup:
+        plateau.step(record["val_loss"])
+    if stopping:
+        if record["val_loss"] < loop.best:
+            loop.best, loop.best_epoch, loop.stale = record["val_loss"], epoch, 0
+            loop.best_state = _snapshot(module)
+        elif epoch >= config.kl_warmup:
+            loop.stale += 1
+    loop.epoch, loop.step, loop.count = epoch + 1, 0, 0
+    loop.sums = torch.zeros_like(loop.sums)
 
 
 def _warn_if_collapsed(record: dict[str, float], n_latent: int) -> None:
@@ -248,23 +416,25 @@ def adam(module: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
         return torch.optim.Adam(module.parameters(), **kw)
 
 
-def _fit_epoch(
-    module: VAEModule,
-    data: Rows,
-    cov: torch.Tensor | None,
-    index: torch.Tensor,
-    kl_weight: float,
-    opt: torch.optim.Optimizer,
-    config: TrainConfig,
-    gen: torch.Generator,
-) -> dict[str, float]:
-    module.train()
-    params = [p for p in module.parameters() if p.requires_grad]
-    # Sums stay on the device: a copy to the host every step would stall a GPU.
-    sums, count = torch.zeros(3, dtype=torch.float64, device=_device(module)), 0
-    for idx in minibatches(index, config.batch_size, gen):
-        out = module.loss(data.take(idx), _rows(cov, idx), kl_weight, iw_samples=config.iw_samples)
-        opt.zero_grad(set_to_none=True)
+@dataclass(frozen=True)
+class _Step:
+    """What one optimisation step needs."""
+
+    module: VAEModule
+    data: Rows
+    cov: torch.Tensor | None
+    opt: torch.optim.Optimizer
+    config: TrainConfig
+    kl_weight: float
+
+    def __call__(self, idx: torch.Tensor) -> torch.Tensor:
+        """Take one step on the rows ``idx``; return the (3,) float64 loss sums."""
+        module, config = self.module, self.config
+        out = module.loss(
+            self.data.take(idx), _rows(self.cov, idx), self.kl_weight,
+            iw_samples=config.iw_samples,
+        )
+        self.opt.zero_grad(set_to_none=True)
         loss = out.loss
         if config.loadings_l1 > 0:
             # A Laplace prior on the loadings: each latent feature drives few genes, which
@@ -272,17 +442,67 @@ def _fit_epoch(
             loss = loss + config.loadings_l1 * module.latent_weights().abs().sum()
         loss.backward()
         if config.grad_clip is not None:
+            params = [p for p in module.parameters() if p.requires_grad]
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-        opt.step()
-        sums += _sums(out)
-        count += len(idx)
-    if not torch.isfinite(sums).all():
-        raise TrainingDiverged(
-            "training diverged: the loss became NaN or infinite. Lower lr, set grad_clip, or "
-            "scale the data (a Gaussian likelihood wants features of order 1, e.g. z-scored)"
-        )
-    loss, rec, kl = (sums / count).tolist()
+        self.opt.step()
+        return _sums(out)
+
+
+def _fit_epoch(
+    step: _Step,
+    index: torch.Tensor,
+    gen: torch.Generator,
+    loop: LoopState,
+    stop: StopSignal,
+    checkpoints: Checkpoints | None,
+    plateau: Any,
+) -> dict[str, float] | None:
+    """Run the epoch's minibatches from ``loop.step`` on; return its training record, or None
+    when the loss became NaN or infinite (one device sync, at the end)."""
+    step.module.train()
+    batches = minibatches(index, step.config.batch_size, gen)
+    # Sums stay on the device: a copy to the host every step would stall a GPU.
+    for idx in batches[loop.step :]:
+        loop.sums += step(idx)
+        loop.count += len(idx)
+        loop.step += 1
+        if stop.signum is not None:
+            raise _interrupted(stop.signum, step, gen, loop, checkpoints, plateau, len(batches))
+        if checkpoints is not None and checkpoints.due() and torch.isfinite(loop.sums).all():
+            checkpoints.write(capture(step.module, step.opt, plateau, gen, loop))
+    if not torch.isfinite(loop.sums).all():
+        return None
+    loss, rec, kl = (loop.sums / loop.count).tolist()
     return {"train_loss": loss, "train_reconstruction": rec, "train_kl": kl}
+
+
+def _interrupted(
+    signum: int,
+    step: _Step,
+    gen: torch.Generator,
+    loop: LoopState,
+    checkpoints: Checkpoints | None,
+    plateau: Any,
+    n_batches: int,
+) -> TrainingInterrupted:
+    """The exception for a signal, after a checkpoint of the step just finished."""
+    where = f"epoch {loop.epoch}, step {loop.step} of {n_batches}"
+    name = signal.Signals(signum).name
+    if checkpoints is None:
+        return TrainingInterrupted(
+            signum, f"training interrupted by {name} at {where}; no checkpoint_dir was set, so "
+            "it cannot resume: set checkpoint_dir to be able to"
+        )
+    if not torch.isfinite(loop.sums).all():  # never checkpoint a diverged state
+        return TrainingInterrupted(
+            signum, f"training interrupted by {name} at {where}; the loss had diverged, so "
+            f"the last checkpoint in {checkpoints.folder} stays the newest; resume from it"
+        )
+    path = checkpoints.write(capture(step.module, step.opt, plateau, gen, loop))
+    return TrainingInterrupted(
+        signum, f"training interrupted by {name} at {where}; wrote checkpoint {path}; "
+        "resume with fit(..., resume=True)", checkpoint=path
+    )
 
 
 @torch.no_grad()
@@ -302,6 +522,46 @@ def _plateau(
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, factor=LR_FACTOR, patience=config.lr_patience, min_lr=config.lr * MIN_LR_SHARE
     )
+
+
+@dataclass
+class StopSignal:
+    """The signal received during training, if any (read after each step)."""
+
+    signum: int | None = None
+
+
+@contextmanager
+def stop_signals() -> Iterator[StopSignal]:
+    """Turn SIGINT and SIGTERM into a request to stop after the step under way; a second one
+    goes to the handler that was there before (stop now). Off the main thread, signals cannot
+    be caught and nothing changes."""
+    stop = StopSignal()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.signum is None:
+            stop.signum = signum
+            return
+        before = previous[signum]
+        if callable(before):
+            before(signum, frame)
+        raise KeyboardInterrupt
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        previous[s] = signal.signal(s, handler)
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _zeros(module: torch.nn.Module) -> torch.Tensor:
+    return torch.zeros(3, dtype=torch.float64, device=_device(module))
 
 
 def _minutes(start: float) -> float:

@@ -18,12 +18,14 @@ import typer
 
 from vaekit.cli import anomaly, core, explore, impute, report  # noqa: F401 - registers them
 from vaekit.cli.common import app
+from vaekit.train import TrainingDiverged, TrainingInterrupted
 
 __all__ = ["Interrupted", "app", "main"]
 
 # Errors that a user's input or environment causes; they print as one line with exit code 2.
 USER_ERRORS = (
     ValueError,
+    TrainingDiverged,
     TypeError,
     FileNotFoundError,
     IsADirectoryError,
@@ -66,13 +68,14 @@ def main(args: Sequence[str] | None = None) -> None:
 
     Parameters
     ----------
-    args : sequence of str, optional
+    args : sequence of str or PathLike, optional
         The arguments after ``vaekit`` (default: ``sys.argv[1:]``); tests run the CLI in
         this process this way.
     """
     with _signals_as_exceptions(), _one_line_warnings():
         try:
-            code = app(args=list(args) if args is not None else None, standalone_mode=False)
+            argv = None if args is None else [str(a) for a in args]
+            code = app(args=argv, standalone_mode=False)
         except HELP_ONLY as err:  # `vaekit` or `vaekit plot` alone: the help, as asked
             typer.echo(err.ctx.get_help() if err.ctx is not None else str(err))
             code = 0
@@ -82,7 +85,7 @@ def main(args: Sequence[str] | None = None) -> None:
             code = exit_.exit_code
         except ABORT:  # EOF on a prompt, or typer's own KeyboardInterrupt
             _fail("interrupted", 130)
-        except Interrupted as err:
+        except (Interrupted, TrainingInterrupted) as err:
             _fail(err, err.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted", 130)

@@ -29,6 +29,7 @@ from vaekit.cli.common import (
 )
 from vaekit.options import Setting
 from vaekit.settings import ROWS, merge, read_options, read_settings, vae_arguments
+from vaekit.train import TrainingInterrupted
 
 
 def train(**given: Any) -> None:
@@ -40,14 +41,23 @@ def train(**given: Any) -> None:
     from vaekit import VAE
     from vaekit.atomic import check_parent
 
-    data, out, config, quiet = (given.pop(k) for k in ("data", "out", "config", "quiet"))
+    data, out, config, quiet, resume = (
+        given.pop(k) for k in ("data", "out", "config", "quiet", "resume")
+    )
     settings = merge(read_settings(config), given)
     check_parent(out)
+    if resume and not settings.get("checkpoint_dir"):
+        raise ValueError("--resume needs --checkpoint-dir: the folder the checkpoints went to")
     adata = read(data, **read_options(settings))
     model = VAE(**vae_arguments(settings), verbose=not quiet)
     y = settings["condition"].split(",") if settings.get("condition") else None
-    model.fit(adata, y)
     command = shlex.join(["vaekit", *sys.argv[1:]])
+    try:
+        model.fit(adata, y, resume=resume)
+    except TrainingInterrupted as err:
+        again = command if resume else f"{command} --resume"
+        err.args = (str(err).replace("fit(..., resume=True)", again),)
+        raise
     model.save(
         out,
         metadata={
@@ -86,6 +96,9 @@ def _shown(value: Any) -> str:
 
 KEYWORD = inspect.Parameter.KEYWORD_ONLY
 CONFIG = typer.Option(None, "--config", help="YAML settings; flags override them.")
+RESUME = typer.Option(
+    False, "--resume", help="Continue from the newest checkpoint in --checkpoint-dir."
+)
 train.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
     [
         inspect.Parameter("data", KEYWORD, default=DATA, annotation=Path),
@@ -95,6 +108,7 @@ train.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         inspect.Parameter("transpose", KEYWORD, default=TRANSPOSE, annotation=bool),
         inspect.Parameter("layer", KEYWORD, default=LAYER, annotation=str),
         inspect.Parameter("config", KEYWORD, default=CONFIG, annotation=Path),
+        inspect.Parameter("resume", KEYWORD, default=RESUME, annotation=bool),
         inspect.Parameter("quiet", KEYWORD, default=QUIET, annotation=bool),
     ]
 )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from vaekit._version import __version__
 from vaekit.analysis.evaluation import evaluate
@@ -113,9 +114,37 @@ def numbers(
         "epochs": len(history),
         "best_epoch": int(model.best_epoch_),
         "training_seconds": float(model.training_seconds_),
+        "rollback_epochs": rollback_epochs(history),
+        "resumes": list(getattr(model, "resumes_", None) or []),
         "command": (getattr(model, "metadata_", None) or {}).get("command"),
         "version": __version__,
     }
+
+
+def rollback_epochs(history: pd.DataFrame) -> list[int]:
+    """The epochs that training did again after the loss diverged (roll-back, half the
+    learning rate): where the ``rollbacks`` count rises."""
+    if "rollbacks" not in history:
+        return []
+    counts = history["rollbacks"].fillna(0).astype(int)
+    rises = counts.diff().fillna(counts.iloc[0]) > 0
+    return [int(e) for e in history.index[rises.to_numpy()]]
+
+
+def interruptions(values: dict[str, Any]) -> str | None:
+    """What interrupted training, in words; None when nothing did."""
+    parts = []
+    epochs = values.get("rollback_epochs") or []
+    if epochs:
+        parts.append(
+            f"the loss diverged {len(epochs)} time(s); training rolled back and went on with "
+            f"half the learning rate at epoch(s) {', '.join(map(str, epochs))}"
+        )
+    resumes = values.get("resumes") or []
+    if resumes:
+        where = ", ".join(f"epoch {r['epoch']} step {r['step']}" for r in resumes)
+        parts.append(f"resumed from checkpoints {len(resumes)} time(s) ({where})")
+    return "; ".join(parts) or None
 
 
 def _architecture(model: VAE) -> str:
@@ -183,6 +212,11 @@ def summary_rows(
             f"{values['active_units']} of {values['n_latent']}",
         ),
         ("training_seconds", "Training time", f"{values['training_seconds']:.1f} s"),
+        *(
+            [("interruptions", "Interruptions", text)]
+            if (text := interruptions(values))
+            else []
+        ),
         ("version", "vaekit", values["version"]),
         ("command", "Trained by", command)
         if command
