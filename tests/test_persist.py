@@ -171,11 +171,12 @@ def test_missing_folder_and_corrupt_files(saved, tmp_path):
 
 
 def test_weights_that_do_not_match_the_config(saved):
-    model = json.loads((saved / "config.json").read_text())["model"]
-    _edit_config(saved, model={**model, "n_latent": 5})
+    config = json.loads((saved / "config.json").read_text())
+    model, settings = config["model"], config["settings"]
+    _edit_config(saved, model={**model, "n_latent": 5}, settings={**settings, "n_latent": 5})
     with pytest.raises(ValueError, match=r"does not match its config.json.*wrong shapes"):
         vaekit.load(saved)
-    _edit_config(saved, model=model)
+    _edit_config(saved, model=model, settings=settings)
     weights = load_file(saved / "weights.safetensors")
     del weights["z_mean.bias"]
     save_file(weights, saved / "weights.safetensors")
