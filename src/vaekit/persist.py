@@ -21,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from vaekit._version import __version__
-from vaekit.atomic import atomic_dir
+from vaekit.atomic import atomic_dir, check_parent
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -58,6 +58,7 @@ def write_model_dir(
     """
     path = Path(path)
     check_finite(weights, "refusing to save a model whose weights")
+    check_parent(path)  # a name too long for the file system fails here, not in exists()
     if path.exists() and not path.is_dir():
         raise ValueError(f"cannot save the model to {path}: a file of that name exists")
     if path.is_dir() and any(path.iterdir()) and not _is_model_dir(path):
@@ -154,7 +155,12 @@ def model_file(path: str | os.PathLike, name: str) -> Path:
     """``path/name``, checked to be a regular file in a folder; raise ValueError otherwise."""
     path = Path(path)
     if not path.is_dir():  # also a symlink loop, or a file given for the folder
-        what = "a file" if path.is_file() else "no folder" if not os.path.lexists(path) else "not"
+        what = (
+            "a file" if path.is_file()
+            else "a broken link or a link loop" if path.is_symlink()
+            else "nothing" if not os.path.lexists(path)
+            else "not a folder"
+        )
         raise ValueError(
             f"no vaekit model at {path} ({what} there): expected a folder holding {CONFIG_FILE} "
             f"and {WEIGHTS_FILE}"
@@ -189,7 +195,7 @@ def check_weights(expected: Mapping[str, Any], got: Mapping[str, Any], source: s
     if missing or extra or shapes or dtypes:
         raise ValueError(
             f"{source} does not match its config.json: missing {missing[:5]}, unexpected "
-            f"{[_short(k) for k in extra[:5]]}, wrong shapes (file vs config) {shapes[:5]}, "
+            f"{[k[:60] for k in extra[:5]]}, wrong shapes (file vs config) {shapes[:5]}, "
             f"wrong dtypes {dtypes[:5]}; the files come from different models, {AGAIN}"
         )
 

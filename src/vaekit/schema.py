@@ -78,8 +78,10 @@ class _Config:
     def __init__(self, file: str) -> None:
         self.file = file
 
-    def fail(self, key: str, text: str, value: Any) -> ValueError:
-        return ValueError(f"{self.file}: {key} must be {text}; got {_short(value)}; {AGAIN}")
+    def fail(self, key: str, text: str, value: Any, shown: str | None = None) -> ValueError:
+        """The error for ``key``: it must be ``text``; got ``value`` (or ``shown``)."""
+        got = _short(value) if shown is None else shown
+        return ValueError(f"{self.file}: {key} must be {text}; got {got}; {AGAIN}")
 
     def check(self, key: str, constraint: Constraint, value: Any) -> None:
         if not constraint.ok(value):
@@ -108,7 +110,7 @@ class _Config:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise self.fail(key, "a list of names (strings)", value)
         if n is not None and len(value) != n:
-            raise self.fail(key, f"a list of {n} names", f"{len(value)} names")
+            raise self.fail(key, f"a list of {n} names", None, f"{len(value)} names")
         return value
 
     def numbers(self, key: str, value: Any, finite: bool = True) -> None:
@@ -284,7 +286,7 @@ def _covariates(c: _Config, value: Any, width: int) -> None:
     if len(set(names)) != len(names):
         raise c.fail("covariates", "columns of distinct names", names)
     if encoder.width != width:
-        raise c.fail("covariates", f"columns {width} wide in all (model.n_covariates)",
+        raise c.fail("covariates", f"columns {width} wide in all (model.n_covariates)", None,
                      f"{encoder.width} wide")
 
 
@@ -321,8 +323,8 @@ def _training(c: _Config, value: Any) -> None:
     lengths = {len(column) for column in history.values()}
     epochs = len(history["epoch"])
     if len(lengths) > 1 or epochs == 0:
-        raise c.fail("training.history", "columns of one length, at least 1",
-                     {k: len(v) for k, v in history.items()})
+        raise c.fail("training.history", "columns of one length, at least 1", None,
+                     f"lengths {sorted(lengths)}")
     if history["epoch"] != list(range(epochs)):
         raise c.fail("training.history.epoch", f"0, 1, ..., {epochs - 1}", history["epoch"])
     best = training["best_epoch"]
@@ -385,7 +387,7 @@ def _join(key: str, name: Any) -> str:
 
 
 def _text(err: Exception) -> str:
-    text = str(err).strip("'\"")
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
     return text if len(text) <= 300 else text[:297] + "..."
 
 
