@@ -278,10 +278,10 @@ def test_the_size_is_counted_without_building(settings):
 
 
 def test_a_model_too_large_for_memory_is_refused_before_allocating(monkeypatch):
-    from vaekit import model
+    from vaekit import _memory, model
     from vaekit.config import ModelConfig
 
-    monkeypatch.setattr(model, "available_memory", lambda: 2**30)
+    monkeypatch.setattr(_memory, "available_memory", lambda: 2**30)
     config = ModelConfig(n_input=12, n_latent=3, hidden=(300_000_000,))
     need = model.COPIES * model.BYTES_PER_VALUE * model.n_values(config)
     with pytest.raises(ValueError, match=f"needs {need:,} bytes .* {2**30:,} bytes"):
@@ -292,9 +292,9 @@ def test_a_model_too_large_for_memory_is_refused_before_allocating(monkeypatch):
 def test_training_a_model_too_large_is_refused(monkeypatch, tmp_path):
     from corpus import run, training_table
 
-    from vaekit import model
+    from vaekit import _memory
 
-    monkeypatch.setattr(model, "available_memory", lambda: 2**30)
+    monkeypatch.setattr(_memory, "available_memory", lambda: 2**30)
     table = training_table(tmp_path)
     result = run(["train", table, "-o", tmp_path / "m", "--hidden", "300000000", "--epochs", "1"])
     assert result.code == 2, result.err
@@ -303,7 +303,7 @@ def test_training_a_model_too_large_is_refused(monkeypatch, tmp_path):
 
 
 def test_available_memory_reads_meminfo(tmp_path, monkeypatch):
-    from vaekit import model
+    from vaekit import _memory as model
 
     (tmp_path / "meminfo").write_text("MemTotal: 100 kB\nMemAvailable:   2048 kB\n")
     assert model._meminfo_available(str(tmp_path / "meminfo")) == 2048 * 1024

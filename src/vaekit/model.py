@@ -6,15 +6,14 @@ No data handling, no printing: the module can be lifted into another program unc
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.distributions import Distribution, Normal, kl_divergence
 
+from vaekit import _memory
 from vaekit.batch import Batch
 from vaekit.config import ModelConfig
 from vaekit.likelihoods import Likelihood, get_likelihood
@@ -308,22 +307,12 @@ def n_values(config: ModelConfig) -> int:
     return body.values + heads + _likelihood_size(c, n_hidden, architecture.output is None) + 2
 
 
-def available_memory() -> int | None:
-    """Bytes of memory this process may still allocate: the kernel's MemAvailable, or less
-    under a cgroup (container) limit; None where neither can be read (the check is skipped)."""
-    free = _meminfo_available()
-    limit = _cgroup_room()
-    if free is None:
-        return limit
-    return free if limit is None else min(free, limit)
-
-
 def check_memory(config: ModelConfig, copies: int = COPIES) -> None:
     """Raise ValueError, before anything is allocated, when ``copies`` of the weights of
-    ``VAEModule(config)`` would not fit in :func:`available_memory`."""
+    ``VAEModule(config)`` would not fit in :func:`vaekit._memory.available_memory`."""
     n = n_values(config)
     need = copies * BYTES_PER_VALUE * n
-    free = available_memory()
+    free = _memory.available_memory()
     if free is None or need <= free:
         return
     raise ValueError(
@@ -367,30 +356,6 @@ def _likelihood_size(config: ModelConfig, n_hidden: int, dense: bool) -> int:
     except (RuntimeError, OverflowError):  # sizes beyond int64: the output layer is refused
         return out * 2
     return (out if dense else 0) + sum(t.numel() for t in (*own.parameters(), *own.buffers()))
-
-
-def _meminfo_available(meminfo: str = "/proc/meminfo") -> int | None:
-    try:
-        for line in Path(meminfo).read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:  # other Unixes: free physical memory
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def _cgroup_room(folder: str = "/sys/fs/cgroup") -> int | None:
-    """memory.max - memory.current of this process's cgroup (v2), None without a limit."""
-    try:
-        limit = Path(folder, "memory.max").read_text().strip()
-        if limit == "max":
-            return None
-        return max(int(limit) - int(Path(folder, "memory.current").read_text()), 0)
-    except (OSError, ValueError):
-        return None
 
 
 def _brief(sizes: tuple[int, ...]) -> str:

@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from vaekit import _memory
 from vaekit.calibration import Calibration
 from vaekit.config import ModelConfig
 from vaekit.covariates import CovariateEncoder
 from vaekit.data.preprocess import STEPS, Preprocessor
-from vaekit.model import BYTES_PER_VALUE, available_memory
+from vaekit.model import BYTES_PER_VALUE
 from vaekit.nn import get_architecture
 from vaekit.options import (
     BY_NAME,
@@ -166,7 +167,7 @@ def check_preprocessor(
     the wrong length or kind, or selected features other than the config's, are refused."""
     c = _Config(f"{source}/{CONFIG_FILE}")
     n_in = config["n_features_in"]
-    free = available_memory()
+    free = _memory.available_memory()
     if free is not None and n_in * DRY_RUN_BYTES > free:
         raise c.fail("n_features_in", "a number of features whose rows fit in memory", n_in)
     pre = c.built("preprocess", lambda: Preprocessor.from_config(config["preprocess"], state))
@@ -256,6 +257,10 @@ def _features(c: _Config, config: dict[str, Any], model: ModelConfig) -> None:
     shape = config.get("image_shape")
     if shape is not None and (not Sizes().ok(shape) or len(shape) not in (2, 3)):
         raise c.fail("image_shape", "(H, W) or (C, H, W), positive integers, or null", shape)
+    sizes = {n_in, model.n_input}  # the images read, or the pixels modelled
+    if shape is not None and math.prod(shape) not in sizes:
+        raise c.fail("image_shape", f"the shape of images of {' or '.join(map(str, sorted(sizes)))}"
+                     " pixels", shape)
 
 
 def _preprocess(c: _Config, key: str, value: Any) -> None:

@@ -304,6 +304,7 @@ CONFIGS = [
     ("features-long", lambda c: c["features"].append("g12"), "features must be a list of 12"),
     ("image-shape-zero", _set("image_shape", [0, 12]), "image_shape"),
     ("image-shape-text", _set("image_shape", "3x4"), "image_shape"),
+    ("image-shape-other-size", _set("image_shape", [5, 5]), "image_shape"),
     # preprocessing
     ("preprocess-dict", _set("preprocess", {"name": "log1p"}), "preprocess must be a list"),
     ("preprocess-path", _set("preprocess", [{"name": "../../etc/passwd"}]),
