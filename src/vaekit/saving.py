@@ -122,7 +122,8 @@ def _device(device: str) -> str:
     if available.get(kind.type, False):
         return device
     warnings.warn(
-        f"model was trained on {device}, which is not available here; using the CPU",
+        f"model was trained on {kind.type.upper()} ({device}), which is not available here; "
+        "using the CPU",
         stacklevel=4,
     )
     return "cpu"
