@@ -6,17 +6,34 @@ No data handling, no printing: the module can be lifted into another program unc
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.distributions import Distribution, Normal, kl_divergence
 
+from vaekit import _memory
 from vaekit.batch import Batch
 from vaekit.config import ModelConfig
 from vaekit.likelihoods import Likelihood, get_likelihood
 from vaekit.nn import get_architecture
 from vaekit.nn.mlp import with_condition
+
+# Bytes of one parameter (float32), and the copies of the weights that exist at once when a
+# module is built: its own, and the file's being loaded or the gradients of training.
+BYTES_PER_VALUE, COPIES = 4, 2
+# Values a finite parameter may still not take, by the last part of its name: exp() of a
+# log-parameter overflows float32 above log(3.4e38) = 88.7 (an infinite scale generates
+# inf), and a variance or standard deviation below 0 gives NaN.
+EXP_MAX = 88.0
+BOUNDS: dict[str, tuple[float, float, str]] = {
+    "log_scale": (-math.inf, EXP_MAX, "the log of a standard deviation"),
+    "log_theta": (-EXP_MAX, EXP_MAX, "the log of a dispersion"),
+    "library_log_mean": (-EXP_MAX, EXP_MAX, "the mean log library size"),
+    "library_log_std": (0.0, EXP_MAX, "the SD of the log library sizes"),
+    "running_var": (0.0, math.inf, "a batch norm's variance"),
+}
 
 
 @dataclass
@@ -98,6 +115,7 @@ class VAEModule(nn.Module):
         c = config
         architecture = get_architecture(c.architecture)
         architecture.check(c)
+        check_memory(c)
         # Built in this order so that a seed gives the same initial weights as before
         # architectures were pluggable.
         self.encoder = architecture.encoder(c.encoder_config)  # x, or x and its mask
@@ -274,6 +292,76 @@ class VAEModule(nn.Module):
         norm): the loadings of a one-layer decoder, and what ``loadings_l1`` makes sparse."""
         first = self.likelihood.out if self.one_layer_decoder else self.decoder.layers[0][0]
         return _folded_weights(first)[:, : self.config.n_latent]
+
+
+def n_values(config: ModelConfig) -> int:
+    """Parameters and buffers of ``VAEModule(config)``, counted from the config without
+    building it: the architecture counts its bodies (:attr:`vaekit.nn.Architecture.size`),
+    the likelihood, which owns its parameters, is built on the meta device (shapes only,
+    nothing allocated). ``config`` must have passed the architecture's ``check``."""
+    c = config
+    architecture = get_architecture(c.architecture)
+    body = architecture.size(c)
+    heads = 2 * _head_size(body.encoder_out + c.n_covariates, c.n_latent, c.posterior_batch_norm)
+    n_hidden = body.decoder_out + c.n_covariates
+    return body.values + heads + _likelihood_size(c, n_hidden, architecture.output is None) + 2
+
+
+def check_memory(config: ModelConfig, copies: int = COPIES) -> None:
+    """Raise ValueError, before anything is allocated, when ``copies`` of the weights of
+    ``VAEModule(config)`` would not fit in :func:`vaekit._memory.available_memory`."""
+    n = n_values(config)
+    need = copies * BYTES_PER_VALUE * n
+    free = _memory.available_memory()
+    if free is None or need <= free:
+        return
+    raise ValueError(
+        f"a model of {n:,} parameters (n_input={config.n_input}, hidden={_brief(config.hidden)}, "
+        f"n_latent={config.n_latent}) needs {need:,} bytes ({need / 2**30:,.1f} GiB) of "
+        f"memory; {free:,} bytes ({free / 2**30:,.1f} GiB) are available. Use smaller hidden "
+        "layers or fewer latent features, or select fewer features"
+    )
+
+
+def check_values(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise ValueError when a parameter of ``state`` (a module's ``state_dict``) is outside
+    what it may hold (:data:`BOUNDS`): finite values that still make the model compute
+    infinities or NaN. Call it on finite weights (:func:`vaekit.persist.check_finite`)."""
+    for name, value in state.items():
+        bound = BOUNDS.get(name.rsplit(".", 1)[-1])
+        if bound is None or value.numel() == 0:
+            continue
+        low, high, what = bound
+        worst = value.min() if bool((value < low).any()) else value.max()
+        if not low <= float(worst) <= high:
+            raise ValueError(
+                f"{source}: {name} holds {float(worst):g}, {what}, outside [{low:g}, {high:g}]: "
+                "the model would compute infinite or NaN values; the training diverged or the "
+                "file was altered: retrain with a lower lr, or save the model again"
+            )
+
+
+def _head_size(n_in: int, n_out: int, batch_norm: bool) -> int:
+    return (n_in + 1) * n_out + (4 * n_out + 1 if batch_norm else 0)
+
+
+def _likelihood_size(config: ModelConfig, n_hidden: int, dense: bool) -> int:
+    """Values of the likelihood: its dense output layer (when the architecture gives none)
+    counted here, its own parameters (a scale, a dispersion, ZINB's dropout layer) on meta."""
+    c = config
+    out = (n_hidden + 1) * c.n_input + (4 * c.n_input + 1 if c.output_batch_norm else 0)
+    try:
+        with torch.device("meta"):
+            own = get_likelihood(c.likelihood)(n_hidden, c.n_input, out=nn.Identity())
+    except (RuntimeError, OverflowError):  # sizes beyond int64: the output layer is refused
+        return out * 2
+    return (out if dense else 0) + sum(t.numel() for t in (*own.parameters(), *own.buffers()))
+
+
+def _brief(sizes: tuple[int, ...]) -> str:
+    text = str(tuple(sizes))
+    return text if len(text) <= 40 else text[:37] + "..."
+
 
 def _folded_weights(out: nn.Module) -> torch.Tensor:
     """(n_out, n_in) weights of a Linear, or of Linear -> BatchNorm1d with the batch norm's

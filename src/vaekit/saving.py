@@ -21,26 +21,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vaekit import persist
+from vaekit import persist, schema
 from vaekit.atomic import atomic_file
 from vaekit.calibration import Calibration
-from vaekit.config import ModelConfig
 from vaekit.covariates import CovariateEncoder
 from vaekit.data.preprocess import Preprocessor
-from vaekit.model import VAEModule
+from vaekit.model import VAEModule, check_values
 
 PREPROCESS_PREFIX = "preprocess."
-CONFIG_KEYS = (
-    "model",
-    "params",
-    "settings",
-    "n_features_in",
-    "feature_names",
-    "features",
-    "preprocess",
-    "covariates",
-    "training",
-)
 
 
 def write(model: Any, path: str | os.PathLike, metadata: dict | None = None) -> None:
@@ -66,42 +54,42 @@ def write(model: Any, path: str | os.PathLike, metadata: dict | None = None) -> 
         "calibration": _calibration(model),
     }
     weights = dict(model.module_.state_dict())
+    persist.check_finite(weights, "refusing to save a model whose weights")
+    check_values(weights, "refusing to save the model")
     for key, value in model.preprocessor_.state().items():
         weights[PREPROCESS_PREFIX + key] = torch.from_numpy(np.atleast_1d(value).copy())
     persist.write_model_dir(path, config, weights)
 
 
 def read(cls: type, path: str | os.PathLike) -> Any:
-    """Rebuild a fitted ``cls`` (:class:`vaekit.VAE`) from its folder, checking what it finds."""
-    config, weights = persist.read_model_dir(path)
-    missing = sorted(set(CONFIG_KEYS) - set(config))
-    if missing:
-        raise ValueError(f"{path}/config.json lacks {missing}; save the model again")
-    device = str(config["params"].get("device", "cpu"))
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        warnings.warn(
-            "model was trained on CUDA, which is not available here; using the CPU", stacklevel=3
-        )
-        config["params"]["device"] = "cpu"
-    model = cls(**_tuples(config["params"]))
+    """Rebuild a fitted ``cls`` (:class:`vaekit.VAE`) from its folder, checking what it finds:
+    the config against its schema (:mod:`vaekit.schema`) before anything is built, the
+    module's size against the memory available before it is allocated, the weights file's
+    names, shapes and dtypes from its header before its tensors are read, then their values."""
+    config = persist.read_config(path)
+    model_config = schema.check_config(config, str(path))
+    params = dict(config["params"])
+    params["device"] = _device(params.get("device", "cpu"))
+    model = cls(**_tuples(params))
+    try:
+        module = VAEModule(model_config)  # checks its size against the memory available
+    except ValueError as err:
+        raise ValueError(f"{path}/{persist.CONFIG_FILE}: {err}") from None
+    pre_names = schema.preprocess_names(config["preprocess"])
+    expected = {**module.state_dict(), **{PREPROCESS_PREFIX + k: (None, None) for k in pre_names}}
+    weights = persist.read_weights(path, expected)
     pre_state = {
         k[len(PREPROCESS_PREFIX) :]: v.numpy()
         for k, v in weights.items()
         if k.startswith(PREPROCESS_PREFIX)
     }
     weights = {k: v for k, v in weights.items() if not k.startswith(PREPROCESS_PREFIX)}
-    module = VAEModule(ModelConfig.from_dict(config["model"])).to(torch.device(model.device))
-    persist.check_weights(module.state_dict(), weights, f"{path}/{persist.WEIGHTS_FILE}")
+    check_values(weights, f"{path}/{persist.WEIGHTS_FILE}")
     module.load_state_dict(weights)
-    model.module_ = module.eval()
+    model.module_ = module.to(torch.device(model.device)).eval()
     model.settings_ = _tuples(config["settings"])
-    model.preprocessor_ = Preprocessor.from_config(config["preprocess"], pre_state)
-    model.preprocessor_.features_ = model.features_ = list(config["features"])
-    if len(model.features_) != module.config.n_input:
-        raise ValueError(
-            f"{path}/config.json lists {len(model.features_)} features for a model of "
-            f"{module.config.n_input} inputs; save the model again"
-        )
+    model.preprocessor_ = schema.check_preprocessor(config, pre_state, str(path))
+    model.features_ = list(config["features"])
     model.n_features_in_ = int(config["n_features_in"])
     if config.get("feature_names") is not None:
         model.feature_names_in_ = np.asarray(config["feature_names"], dtype=object)
@@ -116,17 +104,37 @@ def read(cls: type, path: str | os.PathLike) -> Any:
     model.history_ = pd.DataFrame(training["history"]).set_index("epoch")
     if training.get("validation_rows") is not None:  # older folders lack it
         model.validation_rows_ = np.asarray(training["validation_rows"], dtype=np.int64)
-    model.metadata_ = config.get("metadata", {})
+    model.metadata_ = config.get("metadata") or {}
     if config.get("calibration") is not None:
         model.calibration_ = Calibration.from_dict(config["calibration"])
     return model
+
+
+def _device(device: str) -> str:
+    """The saved device, or the CPU (with a warning) when this machine has no such device."""
+    kind = torch.device(device)
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available()
+        and (kind.index is None or kind.index < torch.cuda.device_count()),
+        "mps": torch.backends.mps.is_available(),
+    }
+    if available.get(kind.type, False):
+        return device
+    warnings.warn(
+        f"model was trained on {kind.type.upper()} ({device}), which is not available here; "
+        "using the CPU",
+        stacklevel=4,
+    )
+    return "cpu"
 
 
 def write_calibration(path: str | os.PathLike, calibration: Calibration | None) -> None:
     """Store ``calibration`` (a :class:`vaekit.calibration.Calibration`, or None to remove
     it) in the model folder ``path``, replacing ``config.json`` atomically; the weights are
     left as they are."""
-    config, _ = persist.read_model_dir(path)  # checks that the folder holds a model
+    config = persist.read_config(path)  # checks that the folder holds a model
+    schema.check_config(config, str(path))
     config["calibration"] = None if calibration is None else calibration.to_dict()
     with atomic_file(Path(path) / persist.CONFIG_FILE) as tmp:
         tmp.write_text(json.dumps(config, indent=2))

@@ -6,7 +6,8 @@ decoder body (z -> features for the likelihood) of a :class:`~vaekit.model.VAEMo
 and say their output width in ``n_out``; the module appends ``c`` to what they return. An
 architecture may also give the likelihood's output layer (``output``), when a dense
 ``Linear(n_hidden, n_features)`` does not suit it, as for images. A new architecture is one
-:class:`Architecture` and one line in :data:`ARCHITECTURES`.
+:class:`Architecture` and one line in :data:`ARCHITECTURES`; its ``size`` counts what it would
+build, so that a model too large for memory is refused before anything is allocated.
 """
 
 from __future__ import annotations
@@ -18,8 +19,32 @@ from torch import nn
 
 from vaekit.config import ModelConfig
 from vaekit.likelihoods import LIKELIHOODS, get_likelihood
-from vaekit.nn.conv import ConvDecoder, ConvEncoder, PixelOutput, check_image_shape
-from vaekit.nn.mlp import ACTIVATIONS, MLP
+from vaekit.nn.conv import (
+    ConvDecoder,
+    ConvEncoder,
+    PixelOutput,
+    check_image_shape,
+    conv_decoder_size,
+    conv_encoder_size,
+    pixel_output_size,
+)
+from vaekit.nn.mlp import ACTIVATIONS, MLP, mlp_size
+
+
+class Footprint(NamedTuple):
+    """What an architecture builds, counted from the config alone (see ``Architecture.size``).
+
+    Attributes
+    ----------
+    values : int
+        Parameters and buffers of the encoder and decoder bodies and the output layer.
+    encoder_out, decoder_out : int
+        The bodies' output widths (``n_out``, without the condition).
+    """
+
+    values: int
+    encoder_out: int
+    decoder_out: int
 
 
 class Architecture(NamedTuple):
@@ -32,12 +57,16 @@ class Architecture(NamedTuple):
     output : callable or None
         ``config -> nn.Module`` mapping the decoder's output (with the condition) to the
         likelihood's parameters, (B, n_input); None keeps the likelihood's dense layer.
+    size : callable
+        ``config -> Footprint``: what ``encoder``, ``decoder`` and ``output`` would build,
+        counted without building it (called after ``check``).
     check : callable
         ``config -> None``; raises ValueError for settings the architecture cannot build.
     """
 
     encoder: Callable[[ModelConfig], nn.Module]
     decoder: Callable[[ModelConfig], nn.Module]
+    size: Callable[[ModelConfig], Footprint]
     output: Callable[[ModelConfig], nn.Module] | None = None
     check: Callable[[ModelConfig], None] = lambda config: None
 
@@ -69,6 +98,27 @@ def _check_conv(c: ModelConfig) -> None:
         )
 
 
+def _mlp_size(c: ModelConfig) -> Footprint:
+    encoder, encoder_out = mlp_size(
+        c.encoder_config.n_input, c.hidden, c.n_covariates, c.batch_norm
+    )
+    decoder, decoder_out = mlp_size(c.n_latent, c.decoder_layers, c.n_covariates, c.batch_norm)
+    return Footprint(encoder + decoder, encoder_out, decoder_out)
+
+
+def _conv_size(c: ModelConfig) -> Footprint:
+    e = c.encoder_config  # with missing="mask", one more map per channel
+    encoder, encoder_out = conv_encoder_size(
+        e.image_shape, c.conv_channels, c.hidden, c.n_covariates, c.batch_norm
+    )
+    decoder, decoder_out = conv_decoder_size(
+        c.image_shape, c.conv_channels, c.n_latent, c.decoder_layers, c.n_covariates,
+        c.batch_norm,
+    )
+    output = pixel_output_size(c.conv_channels[0], c.image_shape, c.n_covariates)
+    return Footprint(encoder + decoder + output, encoder_out, decoder_out)
+
+
 def _conv_decoder(c: ModelConfig) -> ConvDecoder:
     return ConvDecoder(
         c.image_shape, c.conv_channels, c.n_latent, c.decoder_layers, c.n_covariates, **_layer(c)
@@ -79,12 +129,14 @@ ARCHITECTURES: dict[str, Architecture] = {
     "mlp": Architecture(
         encoder=lambda c: MLP(c.n_input, c.hidden, c.n_covariates, **_layer(c)),
         decoder=lambda c: MLP(c.n_latent, c.decoder_layers, c.n_covariates, **_layer(c)),
+        size=_mlp_size,
     ),
     "conv": Architecture(
         encoder=lambda c: ConvEncoder(
             c.image_shape, c.conv_channels, c.hidden, c.n_covariates, **_layer(c)
         ),
         decoder=_conv_decoder,
+        size=_conv_size,
         output=lambda c: PixelOutput(c.conv_channels[0], c.image_shape, c.n_covariates),
         check=_check_conv,
     ),
@@ -112,6 +164,7 @@ __all__ = [
     "ACTIVATIONS",
     "ARCHITECTURES",
     "Architecture",
+    "Footprint",
     "ConvDecoder",
     "ConvEncoder",
     "MLP",

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-from vaekit.nn.mlp import ACTIVATIONS, MLP
+from vaekit.nn.mlp import ACTIVATIONS, MLP, mlp_size
 
 # Every convolution halves the image: kernel 4, stride 2, padding 1 map a side n to n // 2,
 # and the transposed convolution maps m back to 2 * m + output_padding.
@@ -226,6 +226,68 @@ class PixelOutput(nn.Module):
         maps = h[:, :n_maps].reshape(-1, self.n_channels, height, width)
         cond = h[:, n_maps:, None, None].expand(-1, -1, height, width)  # (B, n_cov, H, W)
         return self.conv(torch.cat([maps, cond], dim=1)).flatten(1)  # (B, C * H * W)
+
+
+def conv_encoder_size(
+    image_shape: tuple[int, ...],
+    channels: tuple[int, ...],
+    hidden: tuple[int, ...],
+    n_cov: int = 0,
+    batch_norm: bool = False,
+) -> tuple[int, int]:
+    """(parameters and buffers, output width) of :class:`ConvEncoder`, counted without
+    building it (``image_shape`` checked as by :func:`check_image_shape`).
+
+    Examples
+    --------
+    >>> conv_encoder_size((1, 28, 28), (32, 64), hidden=(128,))
+    (434912, 128)
+    """
+    channels = tuple(channels[: conv_depth(image_shape, len(channels))])
+    n_channels, height, width = image_shape
+    convs = sum(
+        _conv_size(c_in, c_out, KERNEL, batch_norm)
+        for c_in, c_out in zip((n_channels, *channels[:-1]), channels, strict=True)
+    )
+    flat = channels[-1] * feature_map_sides(height, len(channels))[-1]
+    dense, n_out = mlp_size(flat * feature_map_sides(width, len(channels))[-1], hidden, n_cov,
+                            batch_norm)
+    return convs + dense, n_out
+
+
+def conv_decoder_size(
+    image_shape: tuple[int, ...],
+    channels: tuple[int, ...],
+    n_latent: int,
+    hidden: tuple[int, ...],
+    n_cov: int = 0,
+    batch_norm: bool = False,
+) -> tuple[int, int]:
+    """(parameters and buffers, output width) of :class:`ConvDecoder`, counted without
+    building it."""
+    channels = tuple(channels[: conv_depth(image_shape, len(channels))])
+    _, height, width = image_shape
+    start = (
+        channels[-1]
+        * feature_map_sides(height, len(channels))[-1]
+        * feature_map_sides(width, len(channels))[-1]
+    )
+    dense, _ = mlp_size(n_latent, (*hidden, start), n_cov, batch_norm)
+    deconvs = sum(
+        _conv_size(channels[j], channels[max(j - 1, 0)], KERNEL, batch_norm)
+        for j in range(len(channels))
+    )
+    return dense + deconvs, channels[0] * height * width
+
+
+def pixel_output_size(n_channels: int, image_shape: tuple[int, ...], n_cov: int = 0) -> int:
+    """Parameters of :class:`PixelOutput`, counted without building it."""
+    return _conv_size(n_channels + n_cov, image_shape[0], 1, False)
+
+
+def _conv_size(c_in: int, c_out: int, kernel: int, batch_norm: bool) -> int:
+    """Weights and bias of a (transposed) convolution, with its batch norm's values."""
+    return c_in * c_out * kernel * kernel + c_out + (4 * c_out + 1 if batch_norm else 0)
 
 
 def _he_init(module: nn.Module) -> None:

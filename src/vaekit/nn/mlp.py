@@ -21,6 +21,24 @@ def with_condition(h: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
     return h if c is None else torch.cat([h, c], dim=-1)
 
 
+def mlp_size(
+    n_in: int, hidden: tuple[int, ...], n_cov: int = 0, batch_norm: bool = False
+) -> tuple[int, int]:
+    """(parameters and buffers, output width) of ``MLP(n_in, hidden, n_cov, batch_norm=...)``,
+    counted without building it.
+
+    Examples
+    --------
+    >>> mlp_size(64, (128, 32), n_cov=2)
+    (12768, 32)
+    """
+    values = 0
+    for n_out in hidden:
+        values += (n_in + n_cov + 1) * n_out + (4 * n_out + 1 if batch_norm else 0)
+        n_in = n_out
+    return values, n_in
+
+
 class MLP(nn.Module):
     """Linear -> [BatchNorm] -> activation -> [Dropout], once per hidden size.
 
