@@ -27,7 +27,7 @@ from vaekit.covariates import CovariateEncoder
 from vaekit.data import DenseRows, SparseRows, as_rows
 from vaekit.data.preprocess import Preprocessor
 from vaekit.iwae import log_likelihood as iwae_log_likelihood
-from vaekit.model import VAEModule
+from vaekit.model import VAEModule, check_memory
 from vaekit.presets import check_settings, resolve
 from vaekit.train import train
 from vaekit.validation import (
@@ -39,6 +39,7 @@ from vaekit.validation import (
 )
 
 INFERENCE_BATCH = 4096
+TRAINING_COPIES = 6
 NO_MASK_HINT = (
     "this model was fitted without missing='mask' and cannot read missing entries: fill "
     "them with model.impute(X) first, or refit with VAE(missing='mask')"
@@ -331,6 +332,9 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         )
         config = fitting.model_config(settings, n_input, cov, chw)
         checkpoints = fitting.checkpoints(settings, seed, config, table, y)
+        # Training holds the weights, their gradients, Adam's two moments, the best weights
+        # and the roll-back copy: six copies, checked before any is allocated.
+        check_memory(config, copies=TRAINING_COPIES)
         with seeded(seed, self._device):
             module = VAEModule(config).to(self._device)
             fitting.fit_library(module, rows)

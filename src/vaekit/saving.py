@@ -6,7 +6,8 @@ the module's weights and the preprocessing steps' fitted arrays (prefixed ``prep
 An anomaly-score calibration (``calibration_``), when the model has one, is stored in
 ``config.json`` under ``calibration``; folders written without it load as uncalibrated models.
 The rows training held out (``validation_rows_``) are stored under
-``training.validation_rows``; folders written without them load without the attribute.
+``training.validation_rows``; folders written without them load without the attribute. Where
+training resumed from checkpoints (``resumes_``) is under ``training.resumes``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def write(model: Any, path: str | os.PathLike, metadata: dict | None = None) -> 
             "seconds": model.training_seconds_,
             "history": model.history_.reset_index().to_dict(orient="list"),
             **_validation_rows(model),
+            "resumes": list(getattr(model, "resumes_", None) or []),
         },
         "metadata": metadata or {},
         "calibration": _calibration(model),
@@ -104,6 +106,7 @@ def read(cls: type, path: str | os.PathLike) -> Any:
     model.history_ = pd.DataFrame(training["history"]).set_index("epoch")
     if training.get("validation_rows") is not None:  # older folders lack it
         model.validation_rows_ = np.asarray(training["validation_rows"], dtype=np.int64)
+    model.resumes_ = list(training.get("resumes") or [])  # older folders lack it
     model.metadata_ = config.get("metadata") or {}
     if config.get("calibration") is not None:
         model.calibration_ = Calibration.from_dict(config["calibration"])
@@ -157,7 +160,11 @@ def _names(model: Any) -> list[str] | None:
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
-    out = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+    """Tuples as lists, paths (a checkpoint_dir) as text, preprocessing steps as configs."""
+    out = {
+        k: list(v) if isinstance(v, tuple) else os.fspath(v) if isinstance(v, os.PathLike) else v
+        for k, v in params.items()
+    }
     if out.get("preprocess") is not None:
         out["preprocess"] = Preprocessor(out["preprocess"]).to_config()
     return out

@@ -315,7 +315,7 @@ def _covariate(c: _Config, key: str, value: Any) -> None:
 
 
 def _training(c: _Config, value: Any) -> None:
-    known = ("seed", "best_epoch", "seconds", "history", "validation_rows")
+    known = ("seed", "best_epoch", "seconds", "history", "validation_rows", "resumes")
     training = c.object("training", value, known, ("seed", "best_epoch", "seconds", "history"))
     c.check("training.seed", OrNone(Integer(0)), training["seed"])
     c.check("training.seconds", Number(0), training["seconds"])
@@ -340,6 +340,12 @@ def _training(c: _Config, value: Any) -> None:
         Integer(0).ok(v) for v in rows
     )):
         raise c.fail("training.validation_rows", "a list of row numbers", rows)
+    resumes = training.get("resumes")
+    if resumes is not None and not (
+        isinstance(resumes, list)
+        and all(isinstance(r, dict) and Integer(0).ok(r.get("epoch")) for r in resumes)
+    ):
+        raise c.fail("training.resumes", "a list of {epoch, step, ...} objects", resumes)
 
 
 def _metadata(c: _Config, value: Any) -> None:
