@@ -13,7 +13,7 @@ from anndata import AnnData
 # imported for their @reader registrations
 from vaekit.data.readers import arrays, hdf5, idx, images, tables, tenx  # noqa: F401
 from vaekit.data.readers.annotations import join_annotations
-from vaekit.data.readers.common import warn_if_genes_are_rows
+from vaekit.data.readers.common import check_regular, warn_if_genes_are_rows
 from vaekit.data.readers.registry import Reader, find_reader
 
 
@@ -110,6 +110,8 @@ def _existing(path: str | os.PathLike) -> Path:
     if not path.exists():
         where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
         raise FileNotFoundError(f"no such file or folder: {path}{where}")
+    if not path.is_dir():
+        check_regular(path)
     if path.is_file() and path.stat().st_size == 0:
         raise ValueError(f"{path} is empty (0 bytes)")
     return path
