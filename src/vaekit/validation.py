@@ -147,8 +147,9 @@ def resolve_y(X: Any, y: Any) -> Any:
 
 
 def _as_float_array(X: Any, name: str) -> np.ndarray:
-    if isinstance(X, np.ndarray) and X.dtype != np.float32:
+    if np.dtype(getattr(X, "dtype", np.float32)).kind == "c":
         check_real(X, name)  # complex: refused rather than cast to its real part
+    if isinstance(X, np.ndarray) and X.ndim == 2:
         check_float32_range(Table(X), name)
     try:
         return np.asarray(X, dtype=np.float32)

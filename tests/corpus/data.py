@@ -285,7 +285,7 @@ for _content, _name, _code, _match in [
 ANNOTATIONS += [
     Case("data/annotations-missing-file",
          lambda k: encode(k, k.table, "--annotations", k.tmp / "nope.csv"),
-         match="no such file"),
+         match="annotations file"),
     Case("data/annotations-folder",
          lambda k: encode(k, k.table, "--annotations", k.tmp), match="not a file"),
     Case("data/annotations-dev-zero",

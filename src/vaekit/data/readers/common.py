@@ -47,7 +47,7 @@ def check_regular(path: Path, what: str = "data") -> None:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise FileNotFoundError(f"no such file: {path} ({what})") from None
+        raise FileNotFoundError(f"{what} file {path} does not exist") from None
     if stat.S_ISDIR(mode):
         raise IsADirectoryError(f"{path} is a folder, not a file ({what})")
     if not stat.S_ISREG(mode):

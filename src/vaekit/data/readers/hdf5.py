@@ -21,7 +21,7 @@ from vaekit.data.readers.common import (
 )
 from vaekit.data.readers.registry import reader
 from vaekit.data.readers.tenx import tenx_adata
-from vaekit.validation import anndata_matrix, check_compressed, check_real
+from vaekit.validation import anndata_matrix, check_compressed, check_dense_fits, check_real
 
 _SPARSE = ("csr_matrix", "csc_matrix")
 # optional name datasets beside X, tried in order
@@ -133,6 +133,7 @@ def _read_plain(f: h5py.File, path: Path, name: str, labels: str | None) -> AnnD
             "file with a cells x genes dataset 'X' (optional labels 'Y'), a 10x HDF5 file "
             "(group 'matrix') or an AnnData file; pass layer='NAME' to read another dataset"
         )
+    check_dense_fits(f[name].shape, f"{path}: dataset {name!r} as float32")
     # convert while reading: a float64 file never sits in memory at double size
     X = f[name].astype(np.float32)[()] if f[name].dtype.kind in "iuf" else f[name][()]
     X, image_shape = numeric_matrix(X, path, name)
