@@ -860,6 +860,19 @@ def test_decompression_bomb_and_truncated_images(tmp_path, size):
         read(folder)
 
 
+def test_compressed_containers_checked_against_memory(tmp_path, monkeypatch):
+    # Parquet and HDF5 compress: the sizes inside, not the file's, must fit
+    df = pd.DataFrame(np.zeros((200, 50)), columns=[f"g{j}" for j in range(50)])
+    df.to_parquet(tmp_path / "x.parquet")
+    with h5py.File(tmp_path / "x.h5ad", "w") as f:
+        f.create_dataset("X", data=np.zeros((200, 50)), compression="gzip")
+    small_memory(monkeypatch, 50_000)  # both files are smaller, 200 x 50 x 8 bytes is not
+    with pytest.raises(ValueError, match=r"x.parquet \(200 rows x 50 columns\) would need"):
+        read(tmp_path / "x.parquet")
+    with pytest.raises(ValueError, match=r"x.h5ad: X \(200, 50\) would need 78\.1 KiB"):
+        read(tmp_path / "x.h5ad")
+
+
 def test_annotations_that_do_not_parse_name_the_file(tmp_path):
     frame().to_csv(tmp_path / "x.csv")
     (tmp_path / "ann.csv").write_text("sample,cohort\nS0,a\nS1,b,extra,fields\n")

@@ -21,7 +21,13 @@ from vaekit.data.readers.common import (
 )
 from vaekit.data.readers.registry import reader
 from vaekit.data.readers.tenx import tenx_adata
-from vaekit.validation import anndata_matrix, check_compressed, check_dense_fits, check_real
+from vaekit.validation import (
+    anndata_matrix,
+    check_compressed,
+    check_dense_fits,
+    check_fits,
+    check_real,
+)
 
 _SPARSE = ("csr_matrix", "csc_matrix")
 # optional name datasets beside X, tried in order
@@ -97,6 +103,9 @@ def check_sparse_groups(path: Path) -> None:
 def _collect_sparse(name: str, item: object, found: list) -> None:
     if isinstance(item, h5py.Group) and _text_attr(item, "encoding-type") in _SPARSE:
         found.append((name, item))
+    elif isinstance(item, h5py.Dataset) and item.dtype.kind in "biufc":
+        # a compressed dataset may be far larger in memory than in the file
+        check_fits(item.size * item.dtype.itemsize, f"{item.file.filename}: {name} {item.shape}")
 
 
 def _check_sparse_group(group: h5py.Group, source: str) -> None:

@@ -69,6 +69,11 @@ def read_parquet(
     >>> adata = read_parquet(Path("expression.parquet"))  # doctest: +SKIP
     """
     try:
+        meta = pq.read_metadata(path)
+        # compressed columns may be far larger in memory than in the file: arrow's copy, then
+        # the float32 matrix (and its reordered copy)
+        n, m = meta.num_rows, meta.num_columns
+        check_fits(n * m * (8 + 2 * 4), f"{path} ({n} rows x {m} columns)")
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as err:
         raise ValueError(f"{path} is not a readable Parquet file ({err})") from None
