@@ -83,14 +83,13 @@ def opened(path: Path) -> Iterator[IO[bytes]]:
     """
     check_regular(path)
     limit = read_limit()
-    if not is_gzip(path):
-        size = path.stat().st_size
-        if limit is not None and size > limit:
-            raise _too_big(path, size, limit)
+    if limit is not None and not is_gzip(path) and path.stat().st_size > limit:
+        raise _too_big(path, path.stat().st_size, limit)
     with gzip_errors(path), gzip.open(path) if is_gzip(path) else open(path, "rb") as f:
-        yield f if limit is None or not is_gzip(path) else io.BufferedReader(
-            _Bounded(f, limit, path)
-        )
+        if limit is None or not is_gzip(path):
+            yield f
+        else:  # only a decompressed stream can outgrow its file
+            yield io.BufferedReader(_Bounded(f, limit, path))
 
 
 def read_limit() -> int | None:

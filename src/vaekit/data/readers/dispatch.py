@@ -79,7 +79,10 @@ def read(
         When ``path`` does not exist.
     ValueError, TypeError
         For an unknown format, malformed contents or options the format does not take; the
-        message names the file, the row or column, and what to do.
+        message names the file, the row or column, and what to do. Also for a path that is
+        not a regular file (a FIFO, a device, a socket), a damaged sparse matrix (checked
+        before any use), complex values or values beyond float32's range, and data that
+        would not fit in the memory available (refused before it is allocated).
 
     Examples
     --------
