@@ -476,7 +476,7 @@ IDX = [
                                  "train-images-idx3-ubyte.gz"), match="gzip"),
     case("idx-labels-file-given", idx(lambda: idx_bytes(np.arange(16, dtype=np.uint8)),
                                       "train-labels-idx1-ubyte"), match="labels file"),
-    case("idx-float64-ok", idx(lambda: idx_bytes(images_u8().astype(">f8"), 0x0E)), code=0,
+    case("idx-float64-ok", idx(lambda: idx_bytes((images_u8() / 255).astype(">f8"), 0x0E)), code=0,
          command=train),
     case("idx-zero-dims", idx(lambda: bytes([0, 0, 8, 0]) + b"\x07"), match="shape"),
 ]
