@@ -608,6 +608,278 @@ def test_format_option_and_empty_sample_id(tmp_path):
         read(tmp_path / "x.dat", format="xls")
 
 
+# ---- hostile inputs: what is not a file, what would not fit, what is damaged -----------------
+
+
+def small_memory(monkeypatch, n_bytes: int) -> None:
+    """Pretend only ``n_bytes`` of memory are available."""
+    import vaekit.validation
+
+    monkeypatch.setattr(vaekit.validation, "available_memory", lambda: n_bytes)
+
+
+def test_only_regular_files_are_opened(tmp_path):
+    import os
+    import socket
+
+    os.mkfifo(tmp_path / "pipe.csv")  # opening it would block forever
+    with pytest.raises(ValueError, match=r"pipe.csv is a FIFO \(named pipe\), not a regular"):
+        read(tmp_path / "pipe.csv")
+    (tmp_path / "zero.npy").symlink_to("/dev/zero")  # reading it never ends
+    with pytest.raises(ValueError, match=r"zero.npy is a character device"):
+        read(tmp_path / "zero.npy")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(tmp_path / "s.csv"))
+    server.close()
+    with pytest.raises(ValueError, match=r"s.csv is a socket"):
+        read(tmp_path / "s.csv")
+    frame().to_csv(tmp_path / "x.csv")
+    os.mkfifo(tmp_path / "ann.csv")
+    with pytest.raises(ValueError, match=r"ann.csv is a FIFO"):
+        read(tmp_path / "x.csv", annotations=tmp_path / "ann.csv")
+
+
+def test_gzip_bomb_stops_at_the_memory_available(tmp_path, monkeypatch):
+    small_memory(monkeypatch, 1 << 20)
+    rows = "sample,a,b\n" + "s,1,2\n" * 400_000  # 2.4 MB from a few kB
+    write_gz(tmp_path / "bomb.csv.gz", rows)
+    with pytest.raises(ValueError, match=r"bomb.csv.gz holds more than [\d.]+ MiB .* 1\.0 MiB is"):
+        read(tmp_path / "bomb.csv.gz")
+    (tmp_path / "big.csv").write_text(rows)
+    with pytest.raises(ValueError, match=r"big.csv holds more than 2\.\d MiB"):
+        read(tmp_path / "big.csv")
+
+
+def test_header_line_without_end_is_refused(tmp_path):
+    write_gz(tmp_path / "x.csv.gz", b"sample," + b"0" * (17 << 20))
+    with pytest.raises(ValueError, match=r"line 1 is longer than 16 MiB"):
+        read(tmp_path / "x.csv.gz")
+
+
+def test_wide_table_refused_before_allocating(tmp_path, monkeypatch):
+    header = "id," + ",".join(f"g{j}" for j in range(50))
+    (tmp_path / "x.csv").write_text(header + "\n" + "".join(
+        f"s{i}" + ",1" * 50 + "\n" for i in range(4)))
+    # the file (about 650 bytes) fits, two float32 copies of 4 x 50 values do not
+    small_memory(monkeypatch, 1000)
+    with pytest.raises(ValueError, match=r"float32 matrix \(4 x 50\).*would need 1\.6 KiB"):
+        read(tmp_path / "x.csv")
+
+
+def test_long_header_field_and_cr_only_lines(tmp_path):
+    (tmp_path / "long.csv").write_text("sample," + "g" * 200_000 + ",b\ns1,1,2\n")
+    with pytest.raises(ValueError, match=r"column name of 200000 characters, longer than"):
+        read(tmp_path / "long.csv")
+    (tmp_path / "mac.csv").write_bytes(b"id,a,b\rs1,1,2\rs2,3,4\r")
+    adata = read(tmp_path / "mac.csv")
+    check_matrix(adata, np.array([[1, 2], [3, 4]]))
+    assert list(adata.obs_names) == ["s1", "s2"]
+
+
+def test_bom_and_quoted_separators_read_sensibly(tmp_path):
+    (tmp_path / "x.csv").write_bytes('\ufeffid,"a,1",b\n"s,1",1,2\n'.encode())
+    adata = read(tmp_path / "x.csv")
+    assert list(adata.var_names) == ["a,1", "b"] and list(adata.obs_names) == ["s,1"]
+
+
+def test_values_beyond_float32_name_line_and_sample(tmp_path):
+    (tmp_path / "x.csv").write_text("id,a,b\ns1,1,2\ns2,3,1e308\n")
+    with pytest.raises(ValueError, match=r"column 'b' holds 1e\+308 at line 3 \(sample 's2'\)"):
+        read(tmp_path / "x.csv")
+    X = np.ones((3, 2))
+    X[1, 0] = -1e39
+    np.save(tmp_path / "x.npy", X)
+    with pytest.raises(ValueError, match=r"-1e\+39 at row 1 \(sample 'sample_1'\), column 0"):
+        read(tmp_path / "x.npy")
+
+
+def test_npy_header_checked_before_reading(tmp_path, monkeypatch):
+    header = {"descr": "<f8", "fortran_order": False, "shape": (1 << 22, 1 << 20)}  # 32 TiB
+    with open(tmp_path / "huge.npy", "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(bytes(80))
+    with pytest.raises(ValueError, match=r"huge.npy is truncated: .* \(32\.0 TiB\)"):
+        read(tmp_path / "huge.npy")
+    np.save(tmp_path / "x.npy", np.zeros((100, 10)))
+    small_memory(monkeypatch, 10_000)
+    with pytest.raises(ValueError, match=r"x.npy \(100, 10\) float64 .* would need 11\.7 KiB"):
+        read(tmp_path / "x.npy")
+
+
+def test_npz_members_checked_before_loading(tmp_path):
+    import zipfile
+
+    header = {"descr": "<f8", "fortran_order": False, "shape": (10**7, 10**7)}
+    with zipfile.ZipFile(tmp_path / "x.npz", "w") as archive:
+        with archive.open("X.npy", "w") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+    with pytest.raises(ValueError, match=r"array 'X.npy'\) is truncated"):
+        read(tmp_path / "x.npz")
+
+
+def test_complex_values_are_refused(tmp_path):
+    np.save(tmp_path / "c.npy", np.ones((3, 2)) * (1 + 1j))
+    with pytest.raises(ValueError, match=r"c.npy holds complex numbers"):
+        read(tmp_path / "c.npy")
+    folder = tmp_path / "tenx"
+    write_10x(folder, 2)
+    (folder / "matrix.mtx").write_text(
+        "%%MatrixMarket matrix coordinate complex general\n4 3 1\n1 1 1.0 2.0\n"
+    )
+    with pytest.raises(ValueError, match=r"matrix.mtx holds complex values"):
+        read(folder)
+
+
+def save_csr_npz(path: Path, indices=None, indptr=None) -> None:
+    X = sp.csr_matrix(np.array([[1.0, 0, 2], [0, 0, 3], [4, 5, 0]]))
+    np.savez(
+        path,
+        format=np.array(b"csr"),
+        shape=np.array(X.shape),
+        data=X.data,
+        indices=X.indices if indices is None else np.array(indices),
+        indptr=X.indptr if indptr is None else np.array(indptr),
+    )
+
+
+def test_sparse_npz_structure_checked(tmp_path):
+    # a column index of 10**6 in a 3-column matrix crashed the process
+    save_csr_npz(tmp_path / "x.npz", indices=[0, 2, 2, 0, 10**6])
+    with pytest.raises(ValueError, match=r"x.npz: indices hold 1000000 at position 4"):
+        read(tmp_path / "x.npz")
+    save_csr_npz(tmp_path / "y.npz", indptr=[0, 2, 1, 5])
+    with pytest.raises(ValueError, match=r"y.npz: indptr decreases at entry 2"):
+        read(tmp_path / "y.npz")
+
+
+def write_h5ad(path: Path, change) -> None:
+    adata = anndata.AnnData(sp.csr_matrix(np.array([[1.0, 0, 2], [0, 0, 3], [4, 5, 0]])))
+    adata.layers["counts"] = adata.X.copy()
+    adata.write_h5ad(path)
+    with h5py.File(path, "r+") as f:
+        change(f)
+
+
+def replace_dataset(key: str, position: int, value: int):
+    def change(f: h5py.File) -> None:
+        values = f[key][()]
+        values[position] = value
+        del f[key]
+        f[key] = values
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "key, position, value, message",
+    [
+        ("X/indptr", 2, 0, r"X: indptr decreases at entry 2"),
+        ("X/indptr", -1, 10**6, r"X: indptr runs from 0 to 1000000"),
+        ("X/indices", 1, 3, r"X: indices hold 3 at position 1, outside 0\.\.2"),
+        ("layers/counts/indices", 0, -2, r"layers/counts: indices hold -2"),
+    ],
+)
+def test_h5ad_sparse_structure_checked_before_anndata_reads(
+    tmp_path, key, position, value, message
+):
+    write_h5ad(tmp_path / "x.h5ad", replace_dataset(key, position, value))
+    with pytest.raises(ValueError, match=message):
+        read(tmp_path / "x.h5ad")
+
+
+def test_h5ad_unknown_encoding_is_a_clear_error(tmp_path):
+    def unknown(f: h5py.File) -> None:
+        f["X"].attrs["encoding-type"] = "quantum_matrix"
+
+    write_h5ad(tmp_path / "x.h5ad", unknown)
+    with pytest.raises(ValueError, match=r"x.h5ad is not a readable .h5ad file \(\w+"):
+        read(tmp_path / "x.h5ad")
+
+
+def test_10x_hdf5_structure_checked(tmp_path):
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        m = f.create_group("matrix")
+        m["data"], m["indices"], m["indptr"] = np.ones(3), np.array([0, 1, 9]), [0, 1, 2, 3]
+        m["shape"] = np.array([4, 3])
+        m["barcodes"] = np.array([b"A", b"B", b"C"])
+        m["features/id"] = m["features/name"] = np.array([b"E1", b"E2", b"E3", b"E4"])
+    with pytest.raises(ValueError, match=r"x.h5: matrix: indices hold 9 at position 2"):
+        read(tmp_path / "x.h5")
+
+
+def test_mtx_declaring_too_many_entries(tmp_path, monkeypatch):
+    folder = tmp_path / "tenx"
+    write_10x(folder, 2)
+    text = (folder / "matrix.mtx").read_text().splitlines()
+    size = next(i for i, line in enumerate(text) if not line.startswith("%"))
+    text[size] = "4 3 13"
+    (folder / "matrix.mtx").write_text("\n".join(text) + "\n")
+    with pytest.raises(ValueError, match=r"declares 13 entries in a 4 x 3 matrix"):
+        read(folder)
+    write_10x(tmp_path / "ok", 2)
+    small_memory(monkeypatch, 100)
+    with pytest.raises(ValueError, match=r"matrix.mtx \(6 stored values\) would need"):
+        read(tmp_path / "ok")
+
+
+def test_idx_size_checked_before_reading(tmp_path, monkeypatch):
+    header = bytes([0, 0, 8, 3]) + struct.pack(">3I", 1 << 31, 1 << 15, 1 << 15)
+    (tmp_path / "big-images-idx3-ubyte").write_bytes(header)
+    small_memory(monkeypatch, 1 << 30)
+    with pytest.raises(ValueError, match=r"would need 2048\.0 PiB of memory"):
+        read(tmp_path / "big-images-idx3-ubyte")
+    # a gzipped file with far more bytes than its header promises is not read to its end
+    body = gzip.compress(bytes([0, 0, 8, 3]) + struct.pack(">3I", 2, 2, 2) + bytes(10**7))
+    (tmp_path / "x-images-idx3-ubyte.gz").write_bytes(body)
+    with pytest.raises(ValueError, match=r"holds more bytes"):
+        read(tmp_path / "x-images-idx3-ubyte.gz")
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    import io
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((2, 2), np.uint8)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("size", [30_000, 10_000])  # a DecompressionBombError, then Warning
+def test_decompression_bomb_and_truncated_images(tmp_path, size):
+    folder = tmp_path / "img"
+    folder.mkdir()
+    Image.fromarray(np.zeros((2, 2), np.uint8)).save(folder / "a.png")
+    (folder / "b.png").write_bytes(png_declaring(size, size))
+    with pytest.raises(ValueError, match=r"b.png is not a readable image \(DecompressionBomb"):
+        read(folder)
+    (folder / "b.png").write_bytes((folder / "a.png").read_bytes()[:45])
+    with pytest.raises(ValueError, match=r"b.png is not a readable image"):
+        read(folder)
+
+
+def test_compressed_containers_checked_against_memory(tmp_path, monkeypatch):
+    # Parquet and HDF5 compress: the sizes inside, not the file's, must fit
+    df = pd.DataFrame(np.zeros((200, 50)), columns=[f"g{j}" for j in range(50)])
+    df.to_parquet(tmp_path / "x.parquet")
+    with h5py.File(tmp_path / "x.h5ad", "w") as f:
+        f.create_dataset("X", data=np.zeros((200, 50)), compression="gzip")
+    small_memory(monkeypatch, 50_000)  # both files are smaller, 200 x 50 x 8 bytes is not
+    with pytest.raises(ValueError, match=r"x.parquet \(200 rows x 50 columns\) would need"):
+        read(tmp_path / "x.parquet")
+    with pytest.raises(ValueError, match=r"x.h5ad: X \(200, 50\) would need 78\.1 KiB"):
+        read(tmp_path / "x.h5ad")
+
+
+def test_annotations_that_do_not_parse_name_the_file(tmp_path):
+    frame().to_csv(tmp_path / "x.csv")
+    (tmp_path / "ann.csv").write_text("sample,cohort\nS0,a\nS1,b,extra,fields\n")
+    with pytest.raises(ValueError, match=r"annotations .*ann.csv could not be read"):
+        read(tmp_path / "x.csv", annotations=tmp_path / "ann.csv")
+
+
 # ---- real data (../shared/data), skipped when absent ------------------------------------------
 
 

@@ -11,7 +11,17 @@ import scipy.sparse as sp
 
 import vaekit
 from vaekit.data.readers import read
-from vaekit.validation import anndata_matrix, layer_names
+from vaekit.validation import (
+    FLOAT32_MAX,
+    anndata_matrix,
+    as_table,
+    beyond_float32,
+    check_compressed,
+    check_dense_fits,
+    check_sparse,
+    format_bytes,
+    layer_names,
+)
 
 
 def quick(**kw):
@@ -153,3 +163,141 @@ def test_anndata_and_h5ad_layers_listed_without_none(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=f"^{tmp_path / 'x.h5ad'} " + expected):
         read(tmp_path / "x.h5ad", layer="raw")
     assert read(tmp_path / "x.h5ad", layer="counts").X.shape == (4, 3)
+
+
+# ---------------------------------------------------------------------- sparse structure
+def csr_parts():
+    """A valid 4 x 3 CSR matrix's (data, indices, indptr), to damage one at a time."""
+    X = sp.csr_matrix(np.array([[1.0, 0, 2], [0, 0, 3], [4, 5, 0], [0, 6, 0]]))
+    return X.data.copy(), X.indices.copy(), X.indptr.copy()
+
+
+def damaged_csr(**change) -> sp.csr_matrix:
+    """A CSR matrix whose arrays are replaced after construction, as a corrupt file yields."""
+    data, indices, indptr = csr_parts()
+    X = sp.csr_matrix((data, indices, indptr), shape=(4, 3))
+    for name, value in change.items():
+        setattr(X, name, np.asarray(value))
+    return X
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"indices": [0, 2, 2, 0, 1, 10**6]}, r"1000000 at position 5, outside 0\.\.2"),
+        ({"indices": [0, 2, 2, 0, -1, 1]}, r"-1 at position 4"),
+        ({"indptr": [0, 2, 1, 5, 6]}, r"indptr decreases at entry 2 \(2 then 1\)"),
+        ({"indptr": [1, 2, 3, 5, 6]}, r"indptr runs from 1 to 6"),
+        ({"indptr": [0, 2, 3, 5, 9]}, r"indptr runs from 0 to 9 over 6 indices"),
+        ({"indptr": [0, 2, 3, 6]}, r"indptr has 4 entries but the matrix has 4 rows"),
+        ({"data": np.arange(5.0)}, r"over 6 indices and 5 values"),
+        ({"indices": np.array([0, 2, 2, 0, 1, 1.0])}, r"1-D integer array"),
+    ],
+)
+def test_check_sparse_names_each_kind_of_damage(change, message):
+    with pytest.raises(ValueError, match=message):
+        check_sparse(damaged_csr(**change), "X")
+
+
+def test_check_sparse_accepts_every_valid_format():
+    X = sp.random(30, 7, density=0.3, random_state=0, format="csr")
+    for fmt in ("csr", "csc", "coo", "bsr", "lil", "dok", "dia"):
+        check_sparse(X.asformat(fmt), "X")
+    check_sparse(sp.csr_array(X), "X")
+    check_sparse(sp.csr_matrix((5, 4)), "X")  # no stored value at all
+
+
+def test_check_sparse_csc_and_coo_bounds():
+    csc = sp.csc_matrix(np.eye(3))
+    csc.indices = np.array([0, 1, 3])  # row 3 of 3
+    with pytest.raises(ValueError, match=r"3 at position 2, outside 0\.\.2"):
+        check_sparse(csc, "X")
+    coo = sp.coo_matrix(np.eye(3))
+    coo.col = np.array([0, 1, 7])
+    with pytest.raises(ValueError, match=r"column indices hold 7"):
+        check_sparse(coo, "X")
+
+
+def test_complex_and_text_values_are_refused():
+    with pytest.raises(ValueError, match=r"complex numbers \(complex128\)"):
+        check_sparse(sp.csr_matrix(np.eye(3) * (1 + 2j)), "X")
+    with pytest.raises(ValueError, match="complex"):
+        quick().fit(np.ones((8, 3)) * (1 + 1j))
+    with pytest.raises(ValueError, match="column 'b'"):
+        quick().fit(pd.DataFrame({"a": np.ones(8), "b": np.ones(8) * 1j}))
+
+
+def test_corrupt_sparse_input_is_refused_before_any_use():
+    # an index of 10**6 in a 3-column matrix made scipy write out of bounds (a crash)
+    X = damaged_csr(indices=[0, 2, 2, 0, 1, 10**6])
+    with pytest.raises(ValueError, match="outside 0..2"):
+        quick().fit(X)
+    with pytest.raises(ValueError, match="outside 0..2"):
+        as_table(X)
+    model = quick().fit(sp.csr_matrix(np.abs(np.random.default_rng(0).normal(size=(8, 3)))))
+    with pytest.raises(ValueError, match="indptr decreases"):
+        model.transform(damaged_csr(indptr=[0, 2, 1, 5, 6]))
+
+
+def test_check_compressed_reads_lazy_arrays_in_blocks(monkeypatch):
+    import vaekit.validation as validation
+
+    monkeypatch.setattr(validation, "_INDEX_BLOCK", 2)
+    data, indices, indptr = csr_parts()
+    check_compressed(indptr, indices, len(data), (4, 3), "X")
+    indices[5] = 3
+    with pytest.raises(ValueError, match="3 at position 5"):
+        check_compressed(indptr, indices, len(data), (4, 3), "X")
+
+
+# ---------------------------------------------------------------------- float32 range
+def test_values_beyond_float32_are_named_not_turned_into_inf():
+    X = np.ones((5, 3))
+    X[2, 1] = 1e308
+    with pytest.raises(ValueError, match=r"1e\+308 at row 2, column 1.*float32"):
+        quick().fit(X)
+    frame = pd.DataFrame(X, columns=list("abc"), index=[f"s{i}" for i in range(5)])
+    with pytest.raises(ValueError, match=r"row 2 \(sample 's2'\), column 1 \('b'\)"):
+        quick().fit(frame)
+    sparse = sp.csr_matrix(X)
+    with pytest.raises(ValueError, match=r"row 2, column 1"):
+        quick().fit(sparse)
+    # the largest float32 itself, and inf (reported as infinite), are not this error
+    assert beyond_float32(np.array([FLOAT32_MAX, -FLOAT32_MAX, np.inf, np.nan])) is None
+    assert beyond_float32(np.array([0.0, np.nextafter(FLOAT32_MAX, np.inf)])) == 1
+    assert beyond_float32(np.full(3, 3e38, dtype=np.float32)) is None  # float32 already
+
+
+# ---------------------------------------------------------------------- memory
+def test_available_memory_reads_meminfo_or_falls_back(monkeypatch):
+    import vaekit.validation as validation
+
+    found = validation.available_memory()
+    assert found is None or found > 0
+    real_open = open
+
+    def no_meminfo(path, *args, **kwargs):
+        if path == "/proc/meminfo":
+            raise OSError("no /proc here")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", no_meminfo)
+    monkeypatch.setattr(validation.os, "sysconf", lambda name: 4096)
+    assert validation.available_memory() == 4096 * 4096
+
+
+def test_check_fits_names_size_available_and_remedy(monkeypatch):
+    import vaekit.validation as validation
+
+    monkeypatch.setattr(validation, "available_memory", lambda: 1 << 30)
+    check_dense_fits((1000, 1000), "X")  # 4 MB
+    with pytest.raises(
+        ValueError, match=r"would need 7\.5 GiB of memory but only 1\.0 GiB.*select fewer"
+    ):
+        check_dense_fits((10_000, 200_000), "a dense copy of X")
+    monkeypatch.setattr(validation, "available_memory", lambda: None)
+    check_dense_fits((10**9, 10**9), "X")  # unknown: nothing to compare with
+
+
+def test_format_bytes():
+    assert [format_bytes(n) for n in (5, 1536, 3 << 30)] == ["5 bytes", "1.5 KiB", "3.0 GiB"]

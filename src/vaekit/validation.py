@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -75,9 +77,18 @@ def as_table(
         _check_numeric_columns(X, name)
         feature_names = [str(c) for c in X.columns]
         sample_names = X.index
+        for j, column in enumerate(X.columns):  # a column at a time: no float64 copy of X
+            values = X[column].to_numpy()
+            at = beyond_float32(values) if values.dtype.kind == "f" else None
+            if at is not None:
+                table = Table(X, feature_names, sample_names)
+                raise _beyond_float32_error(table, name, at, j, values[at])
         X = X.to_numpy(dtype=np.float32)
     elif sp.issparse(X):
-        X = sp.csr_matrix(X, dtype=np.float32)
+        check_sparse(X, name)
+        X = sp.csr_matrix(X)
+        check_float32_range(Table(X, feature_names, sample_names), name)
+        X = X.astype(np.float32, copy=False)
     else:
         X = _as_float_array(X, name)
     _check_shape(X, name)
@@ -136,6 +147,10 @@ def resolve_y(X: Any, y: Any) -> Any:
 
 
 def _as_float_array(X: Any, name: str) -> np.ndarray:
+    if np.dtype(getattr(X, "dtype", np.float32)).kind == "c":
+        check_real(X, name)  # complex: refused rather than cast to its real part
+    if isinstance(X, np.ndarray) and X.ndim == 2:
+        check_float32_range(Table(X), name)
     try:
         return np.asarray(X, dtype=np.float32)
     except (TypeError, ValueError) as err:
@@ -146,6 +161,9 @@ def _as_float_array(X: Any, name: str) -> np.ndarray:
 
 
 def _check_numeric_columns(df: pd.DataFrame, name: str) -> None:
+    for column in df.columns:
+        if pd.api.types.is_complex_dtype(df[column]):
+            check_real(df[column], f"{name} column {column!r}")
     bad = [str(c) for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
     if bad:
         raise TypeError(
@@ -302,3 +320,246 @@ def _align_by_name(table: Table, expected: list[str], name: str) -> Table:
 def check_length(n_rows: int, n_expected: int, what: str) -> None:
     if n_rows != n_expected:
         raise ValueError(f"{what} has {n_rows} rows but X has {n_expected}; pass one per sample")
+
+
+# ---------------------------------------------------------------------- sparse structure
+# A corrupt index array makes scipy's compiled routines read and write out of bounds (a crash,
+# or silently wrong numbers), so every sparse matrix is checked here before any use.
+SPARSE_FIX = (
+    "the file is damaged or was written by hand: write it again (scipy.sparse.save_npz, "
+    "AnnData.write_h5ad, Cell Ranger), or pass a dense matrix"
+)
+
+
+def check_sparse(X: Any, source: str) -> None:
+    """Raise unless the scipy.sparse matrix ``X`` is structurally sound and real-valued.
+
+    CSR/CSC/BSR: ``indptr`` has one entry per row (column) plus one, starts at 0, never
+    decreases and ends at the number of stored values; ``indices`` lie in ``[0, n)``. COO:
+    row and column indices within the shape. Other formats are built by scipy itself and
+    only have their values checked. ``source`` names the matrix in messages.
+
+    Raises
+    ------
+    ValueError
+        Naming ``source``, what is wrong, and what to do.
+
+    Examples
+    --------
+    >>> import scipy.sparse as sp
+    >>> check_sparse(sp.eye(3, format="csr"), "X")
+    """
+    shape = _sparse_shape(X, source)
+    check_real(X, source)
+    fmt = X.format
+    if fmt in ("csr", "csc", "bsr"):
+        blocks = X.blocksize if fmt == "bsr" else (1, 1)
+        n_major, n_minor = shape if fmt != "csc" else shape[::-1]
+        if fmt == "bsr":
+            n_major, n_minor = n_major // blocks[0], n_minor // blocks[1]
+        check_compressed(X.indptr, X.indices, len(X.data), (n_major, n_minor), source,
+                         "rows" if fmt != "csc" else "columns")
+    elif fmt == "coo":
+        for name, index, n in (("row", X.row, shape[0]), ("column", X.col, shape[1])):
+            _check_indices(index, n, source, f"{name} indices")
+            if len(index) != len(X.data):
+                raise ValueError(
+                    f"{source} has {len(index)} {name} indices for {len(X.data)} values; "
+                    f"{SPARSE_FIX}"
+                )
+
+
+def check_compressed(
+    indptr: Any,
+    indices: Any,
+    n_data: int,
+    shape: tuple[int, int],
+    source: str,
+    major: str = "rows",
+) -> None:
+    """Raise unless (``indptr``, ``indices``) describe a valid compressed sparse matrix.
+
+    ``shape`` is (rows, columns) for CSR, (columns, rows) for CSC (``major`` names the first,
+    for messages); ``n_data`` is the number of stored values. Works on numpy arrays and on
+    array-likes read lazily (h5py datasets), so a file is checked before a matrix is built.
+    """
+    n_major, n_minor = (int(s) for s in shape)
+    indptr = np.asarray(indptr)
+    for name, array in (("indptr", indptr), ("indices", indices)):
+        kind = array.dtype.kind
+        if kind not in "iu" or getattr(array, "ndim", 1) != 1:
+            raise ValueError(
+                f"{source}: {name} must be a 1-D integer array, got {array.dtype} with shape "
+                f"{array.shape}; {SPARSE_FIX}"
+            )
+    if len(indptr) != n_major + 1:
+        raise ValueError(
+            f"{source}: indptr has {len(indptr)} entries but the matrix has {n_major} {major}, "
+            f"so it needs {n_major + 1}; {SPARSE_FIX}"
+        )
+    nnz = len(indices)
+    if int(indptr[0]) != 0 or int(indptr[-1]) != nnz or n_data != nnz:
+        raise ValueError(
+            f"{source}: indptr runs from {int(indptr[0])} to {int(indptr[-1])} over {nnz} "
+            f"indices and {n_data} values; it must run from 0 to the number of stored values, "
+            f"with one index per value; {SPARSE_FIX}"
+        )
+    steps = np.diff(indptr)
+    if len(steps) and steps.min() < 0:
+        at = int(np.argmax(steps < 0))
+        raise ValueError(
+            f"{source}: indptr decreases at entry {at + 1} ({int(indptr[at])} then "
+            f"{int(indptr[at + 1])}); it must never decrease; {SPARSE_FIX}"
+        )
+    _check_indices(indices, n_minor, source, "indices")
+
+
+_INDEX_BLOCK = 1 << 24  # indices read in blocks: an h5py dataset need not fit in memory twice
+
+
+def _check_indices(indices: Any, n: int, source: str, what: str) -> None:
+    """Raise unless every index lies in [0, n); reads ``indices`` a block at a time."""
+    for start in range(0, len(indices), _INDEX_BLOCK):
+        block = np.asarray(indices[start : start + _INDEX_BLOCK])
+        if block.dtype.kind not in "iu":
+            raise ValueError(f"{source}: {what} must be integers, got {block.dtype}; {SPARSE_FIX}")
+        bad = (block < 0) | (block >= n)
+        if bad.any():
+            at = int(np.argmax(bad))
+            raise ValueError(
+                f"{source}: {what} hold {int(block[at])} at position {start + at}, outside "
+                f"0..{n - 1} (the matrix has {n}); {SPARSE_FIX}"
+            )
+
+
+def _sparse_shape(X: Any, source: str) -> tuple[int, int]:
+    shape = tuple(int(s) for s in X.shape)
+    if len(shape) != 2 or min(shape) < 0:
+        raise ValueError(f"{source} is a sparse matrix of shape {shape}; {SPARSE_FIX}")
+    return shape
+
+
+def check_real(values: Any, source: str) -> None:
+    """Raise unless ``values`` (an array, or anything with a dtype) holds real numbers.
+
+    Complex values would lose their imaginary part in the float32 cast, silently.
+    """
+    kind = np.dtype(values.dtype).kind
+    if kind == "c":
+        raise ValueError(
+            f"{source} holds complex numbers ({values.dtype}); vaekit reads real values: pass "
+            "the real part, the magnitude (abs) or both as separate features"
+        )
+    if kind not in "biuf":
+        raise ValueError(
+            f"{source} holds {values.dtype} values, not numbers; vaekit reads numeric matrices"
+        )
+
+
+# ---------------------------------------------------------------------- memory
+MEMORY_FIX = (
+    "select fewer features (e.g. the most variable genes), keep the data sparse (.npz, .h5ad, "
+    "10x), or use fewer samples"
+)
+GIB = 1 << 30
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (MemAvailable of /proc/meminfo, else physical memory),
+    or None when the system does not say. Tests monkeypatch this function."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits(n_bytes: int, what: str, fix: str = MEMORY_FIX) -> None:
+    """Raise before allocating ``n_bytes`` when they exceed the memory available.
+
+    ``what`` says what would be allocated ("a dense float32 copy of X (1000 x 200000)").
+
+    Raises
+    ------
+    ValueError
+        Naming the size needed, the size available and what to do.
+    """
+    available = available_memory()
+    if available is not None and n_bytes > available:
+        raise ValueError(
+            f"{what} would need {format_bytes(n_bytes)} of memory but only "
+            f"{format_bytes(available)} is available; {fix}"
+        )
+
+
+def check_dense_fits(shape: Sequence[int], what: str, itemsize: int = 4) -> None:
+    """:func:`check_fits` for a dense array of ``shape`` (float32 by default)."""
+    n_bytes = math.prod(int(s) for s in shape) * itemsize
+    dims = " x ".join(str(int(s)) for s in shape)
+    check_fits(n_bytes, f"{what} ({dims}, {itemsize} bytes each)")
+
+
+def format_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"  # not reached
+
+
+# ---------------------------------------------------------------------- float32 range
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_FIX = (
+    "vaekit computes in float32, where such a value becomes infinite: rescale the data "
+    "(e.g. log1p, or divide by a constant) or fix the value"
+)
+_RANGE_BLOCK = 1 << 22
+
+
+def beyond_float32(values: np.ndarray) -> int | None:
+    """The flat (C-order) position of the first finite value too large for float32, or None.
+
+    Only wider floats can hold one; a block of values is checked at a time, so no copy of a
+    large array is made.
+    """
+    if values.dtype.kind != "f" or values.dtype.itemsize <= 4:
+        return None
+    flat = values.reshape(-1)
+    for start in range(0, flat.size, _RANGE_BLOCK):
+        block = flat[start : start + _RANGE_BLOCK]
+        with np.errstate(invalid="ignore"):
+            bad = (np.abs(block) > FLOAT32_MAX) & np.isfinite(block)
+        if bad.any():
+            return start + int(np.argmax(bad))
+    return None
+
+
+def check_float32_range(table: Table, name: str) -> None:
+    """Raise for a finite value beyond float32's range (|x| > 3.4e38), which the cast to
+    float32 would turn into inf; the message names its row and column.
+
+    ``table.X`` is dense or CSR, in its original (wider) dtype.
+    """
+    values = _values(table.X)
+    at = beyond_float32(values)
+    if at is None:
+        return
+    if sp.issparse(table.X):
+        row, col = int(np.searchsorted(table.X.indptr, at, side="right") - 1), table.X.indices[at]
+    else:
+        row, col = np.unravel_index(at, values.shape)
+    raise _beyond_float32_error(table, name, int(row), int(col), values.reshape(-1)[at])
+
+
+def _beyond_float32_error(table: Table, name: str, row: int, col: int, value: float) -> ValueError:
+    return ValueError(
+        f"{name} holds {value:g} at {table.location(row, col)}, beyond float32's range "
+        f"(+-3.4e38); {FLOAT32_FIX}"
+    )

@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
+from vaekit.validation import check_dense_fits
+
 Matrix = np.ndarray | sp.csr_matrix
 
 STEPS: dict[str, type[Step]] = {}
@@ -444,7 +446,10 @@ def _row_sums(X: Matrix) -> np.ndarray:
 
 
 def _dense(X: Matrix) -> np.ndarray:
-    return X.toarray() if sp.issparse(X) else X
+    if not sp.issparse(X):
+        return X
+    check_dense_fits(X.shape, "a dense copy of the sparse data", X.dtype.itemsize)
+    return X.toarray()
 
 
 def _column(stat: str, X: np.ndarray) -> np.ndarray:
@@ -475,6 +480,7 @@ def _affine(X: Matrix, shift: np.ndarray | None, divisor: np.ndarray) -> Matrix:
         per_column = np.broadcast_to(divisor, (X.shape[1],))  # Center's one number, or one each
         out.data = (out.data / per_column[out.indices]).astype(np.float32)
         return out
+    check_dense_fits(X.shape, "the centred (dense) copy of the sparse data")
     out = np.empty(X.shape, dtype=np.float32)
     rows = max(1, BLOCK_VALUES // max(1, X.shape[1]))
     for start in range(0, X.shape[0], rows):

@@ -6,11 +6,15 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from vaekit.validation import check_dense_fits
+
 
 class DenseRows:
     """A dense float32 tensor held whole (on the training device)."""
 
     def __init__(self, X: np.ndarray, device: torch.device | str = "cpu") -> None:
+        if X.dtype != np.float32 or not X.flags.c_contiguous:  # a float32 copy is made
+            check_dense_fits(X.shape, "the rows as a float32 copy")
         self.X = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32), device=device)
 
     def __len__(self) -> int:

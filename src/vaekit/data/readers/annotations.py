@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from anndata import AnnData
 
-from vaekit.data.readers.common import check_unique, opened
+from vaekit.data.readers.common import check_regular, check_unique, opened
 from vaekit.data.readers.tables import first_line, separator
 
 # column names that hold the sample ID, tried in order (case-insensitive) before the first column
@@ -65,14 +65,22 @@ def _name(where: Path | pd.DataFrame) -> str:
 def _load(where: Path | pd.DataFrame, key: str | None) -> pd.DataFrame:
     if isinstance(where, pd.DataFrame):
         return where
-    if not where.is_file():
-        raise FileNotFoundError(f"annotations file {where} does not exist (annotations=)")
+    check_regular(where, "annotations")
     sep = separator(where, line := first_line(where))
-    columns = pd.read_csv(io.StringIO(line), sep=sep, nrows=0).columns
+    try:
+        columns = pd.read_csv(io.StringIO(line), sep=sep, nrows=0).columns
+    except pd.errors.ParserError as err:
+        raise ValueError(f"annotations {where}: line 1 is not a header line ({err})") from None
     id_column = key if key in columns else _key_column(columns)
     with opened(where) as f:
-        # IDs stay text: "007" must not become 7
-        return pd.read_csv(f, sep=sep, dtype={id_column: str})
+        try:
+            # IDs stay text: "007" must not become 7
+            return pd.read_csv(f, sep=sep, dtype={id_column: str})
+        except (pd.errors.ParserError, UnicodeDecodeError) as err:
+            raise ValueError(
+                f"annotations {where} could not be read as a table with sep={sep!r} "
+                f"({str(err).strip()}); every row needs one value per column, in UTF-8 text"
+            ) from None
 
 
 def _key_column(columns: pd.Index) -> str:

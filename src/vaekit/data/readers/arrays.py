@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import scipy.io
@@ -17,6 +18,7 @@ from anndata import AnnData
 
 from vaekit.data.readers.common import LABEL_NAMES, build, guess_labels, numeric_matrix
 from vaekit.data.readers.registry import reader
+from vaekit.validation import check_fits, format_bytes
 
 _NPY_ERRORS = (ValueError, OSError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile)
 # the keys scipy.sparse.save_npz writes (with indptr for CSR/CSC/BSR, row/col for COO)
@@ -33,6 +35,8 @@ def read_npy(path: Path) -> AnnData:
     >>> adata = read_npy(Path("X.npy"))  # doctest: +SKIP
     """
     try:
+        with open(path, "rb") as f:
+            check_npy_header(f, path.stat().st_size, str(path))
         array = np.load(path, allow_pickle=False)
     except _NPY_ERRORS as err:
         raise ValueError(
@@ -56,6 +60,7 @@ def read_npz(path: Path, *, layer: str | None = None, labels: str | None = None)
     with _npz_errors(path):
         archive = np.load(path, allow_pickle=False)
     with archive:
+        _check_members(archive, path)
         if _SPARSE_KEYS <= set(archive.files):
             with _npz_errors(path):
                 return build(sp.load_npz(path), path)
@@ -82,6 +87,51 @@ def read_mat(path: Path, *, layer: str | None = None, labels: str | None = None)
         raise ValueError(f"{path} is not a readable MATLAB .mat file ({err})") from None
     name = layer or _matrix_name(variables, path)
     return _from_arrays(variables, path, name, labels)
+
+
+def check_npy_header(f: IO[bytes], size: int, source: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Read an .npy header from ``f`` and check it before any value is read: no more bytes
+    declared than the ``size`` bytes the file holds, and room in memory for them and their
+    float32 copy.
+
+    Returns
+    -------
+    (shape, dtype)
+
+    Raises
+    ------
+    ValueError
+        For a damaged header, a declared size the file or the memory cannot hold, or values
+        that are not real numbers.
+    """
+    version = np.lib.format.read_magic(f)
+    read_header = _HEADER_READERS.get(version)
+    if read_header is None:
+        raise ValueError(f"{source}: .npy format version {version} is not supported")
+    shape, _, dtype = read_header(f)
+    n_bytes = math.prod(shape) * dtype.itemsize
+    if n_bytes > size - f.tell():
+        raise ValueError(
+            f"{source} is truncated: its header declares shape {shape} of {dtype} "
+            f"({format_bytes(n_bytes)}) but it holds {format_bytes(max(0, size - f.tell()))} "
+            "of values; save it again"
+        )
+    check_fits(n_bytes + 4 * math.prod(shape), f"{source} {shape} {dtype} and its float32 copy")
+    return shape, dtype
+
+
+_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+def _check_members(archive: Any, path: Path) -> None:
+    """Check every member's .npy header against its size before any member is loaded."""
+    with _npz_errors(path):
+        for info in archive.zip.infolist():
+            with archive.zip.open(info) as f:
+                check_npy_header(f, info.file_size, f"{path} (array {info.filename!r})")
 
 
 @contextmanager

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import io
 import re
+import stat
 import warnings
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -16,6 +18,9 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from vaekit import validation
+from vaekit.validation import MEMORY_FIX, format_bytes
+
 Matrix = np.ndarray | sp.csr_matrix
 
 # names a 1-D label array may have in NPZ, MATLAB and HDF5 files when labels= is not given
@@ -23,6 +28,34 @@ LABEL_NAMES = ("y", "Y", "labels", "label")
 
 _SYMBOL = re.compile(r"^[A-Z][A-Za-z0-9\-\.]{1,14}(\|\d+)?$")  # TP53, HLA-A, A1BG|1
 _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")  # ENSG00000141510, ENSMUSG...
+
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def check_regular(path: Path, what: str = "data") -> None:
+    """Raise unless ``path`` (after symbolic links) is a regular file.
+
+    A FIFO would block a reader forever and a device such as /dev/zero never ends, so
+    neither is ever opened.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} file {path} does not exist") from None
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"{path} is a folder, not a file ({what})")
+    if not stat.S_ISREG(mode):
+        kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        raise ValueError(
+            f"{path} is {kind}, not a regular file; vaekit reads {what} from files only: save "
+            "the data to a file first"
+        )
 
 
 def is_gzip(path: Path) -> bool:
@@ -43,9 +76,49 @@ def gzip_errors(path: Path) -> Iterator[None]:
 
 @contextmanager
 def opened(path: Path) -> Iterator[IO[bytes]]:
-    """``path`` opened for reading bytes, decompressed when its name ends in ``.gz``."""
+    """``path`` opened for reading bytes, decompressed when its name ends in ``.gz``.
+
+    Only a regular file is opened, and no more bytes are read than memory could hold: a
+    gzip bomb is refused with the size reached instead of exhausting memory.
+    """
+    check_regular(path)
+    limit = read_limit()
+    if limit is not None and not is_gzip(path) and path.stat().st_size > limit:
+        raise _too_big(path, path.stat().st_size, limit)
     with gzip_errors(path), gzip.open(path) if is_gzip(path) else open(path, "rb") as f:
-        yield f
+        if limit is None or not is_gzip(path):
+            yield f
+        else:  # only a decompressed stream can outgrow its file
+            yield io.BufferedReader(_Bounded(f, limit, path))
+
+
+def read_limit() -> int | None:
+    """The most bytes a reader may take from one file: the memory available now."""
+    return validation.available_memory()
+
+
+def _too_big(path: Path, size: int, limit: int) -> ValueError:
+    return ValueError(
+        f"{path} holds more than {format_bytes(size)} of data, and reading it would need at "
+        f"least that much memory, but {format_bytes(limit)} is available; {MEMORY_FIX}"
+    )
+
+
+class _Bounded(io.RawIOBase):
+    """A byte stream that raises once more than ``limit`` bytes have come through it."""
+
+    def __init__(self, raw: IO[bytes], limit: int, path: Path) -> None:
+        self.raw, self.limit, self.path, self.count = raw, limit, path, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self.raw.readinto(buffer)
+        self.count += n
+        if self.count > self.limit:
+            raise _too_big(self.path, self.count, self.limit)
+        return n
 
 
 def build(
@@ -64,11 +137,11 @@ def build(
     Missing names become ``sample_0..`` and ``{var_prefix}_0..``; ``labels`` go to
     ``obs["label"]`` as a categorical of strings.
     """
-    X = as_float32(X, source)
-    n, m = X.shape
+    n, m = _shape(X, source)
     obs = pd.DataFrame(index=names(obs_names, n, "sample", source, "sample IDs"))
     var = pd.DataFrame(index=pd.RangeIndex(m)) if var is None else var.reset_index(drop=True)
     var.index = names(var_names, m, var_prefix, source, "feature names")
+    X = as_float32(X, source, obs.index, var.index)
     if labels is not None:
         obs["label"] = as_labels(labels, n, source)
     adata = AnnData(X=X, obs=obs, var=var)
@@ -78,14 +151,34 @@ def build(
     return adata
 
 
-def as_float32(X: Any, source: Path) -> Matrix:
-    """X as a 2-D float32 numpy array or CSR matrix; sparse input is never made dense."""
+def _shape(X: Any, source: Path) -> tuple[int, int]:
+    shape = X.shape if hasattr(X, "shape") else np.shape(X)
+    if len(shape) != 2:
+        raise ValueError(f"{source} holds a {len(shape)}-D array; vaekit reads samples x features")
+    return shape
+
+
+def as_float32(
+    X: Any, source: Path, obs_names: pd.Index | None = None, var_names: pd.Index | None = None
+) -> Matrix:
+    """X as a 2-D float32 numpy array or CSR matrix; sparse input is never made dense.
+
+    Sparse structure is checked before any use, complex values are refused, and so are
+    values beyond float32's range (named by row and column) and a matrix too large for
+    the memory available.
+    """
+    what = str(source)
+    _shape(X, source)
     if sp.issparse(X):
-        X = sp.csr_matrix(X, dtype=np.float32)
+        validation.check_sparse(X, what)
+        X = sp.csr_matrix(X)
     else:
-        X = np.ascontiguousarray(X, dtype=np.float32)
-    if X.ndim != 2:
-        raise ValueError(f"{source} holds a {X.ndim}-D array; vaekit reads samples x features")
+        X = np.asarray(X)
+        validation.check_real(X, what)
+        if X.dtype != np.float32:
+            validation.check_dense_fits(X.shape, f"{source} as a float32 matrix")
+    validation.check_float32_range(validation.Table(X, var_names, obs_names), what)
+    X = X.astype(np.float32, copy=False) if sp.issparse(X) else np.ascontiguousarray(X, np.float32)
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"{source} holds no data: its matrix has shape {X.shape}")
     return X

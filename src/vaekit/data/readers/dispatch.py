@@ -13,7 +13,7 @@ from anndata import AnnData
 # imported for their @reader registrations
 from vaekit.data.readers import arrays, hdf5, idx, images, tables, tenx  # noqa: F401
 from vaekit.data.readers.annotations import join_annotations
-from vaekit.data.readers.common import warn_if_genes_are_rows
+from vaekit.data.readers.common import check_regular, warn_if_genes_are_rows
 from vaekit.data.readers.registry import Reader, find_reader
 
 
@@ -79,7 +79,10 @@ def read(
         When ``path`` does not exist.
     ValueError, TypeError
         For an unknown format, malformed contents or options the format does not take; the
-        message names the file, the row or column, and what to do.
+        message names the file, the row or column, and what to do. Also for a path that is
+        not a regular file (a FIFO, a device, a socket), a damaged sparse matrix (checked
+        before any use), complex values or values beyond float32's range, and data that
+        would not fit in the memory available (refused before it is allocated).
 
     Examples
     --------
@@ -110,6 +113,8 @@ def _existing(path: str | os.PathLike) -> Path:
     if not path.exists():
         where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
         raise FileNotFoundError(f"no such file or folder: {path}{where}")
+    if not path.is_dir():
+        check_regular(path)
     if path.is_file() and path.stat().st_size == 0:
         raise ValueError(f"{path} is empty (0 bytes)")
     return path

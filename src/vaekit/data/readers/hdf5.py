@@ -21,8 +21,15 @@ from vaekit.data.readers.common import (
 )
 from vaekit.data.readers.registry import reader
 from vaekit.data.readers.tenx import tenx_adata
-from vaekit.validation import anndata_matrix
+from vaekit.validation import (
+    anndata_matrix,
+    check_compressed,
+    check_dense_fits,
+    check_fits,
+    check_real,
+)
 
+_SPARSE = ("csr_matrix", "csc_matrix")
 # optional name datasets beside X, tried in order
 _OBS_NAMES = ("obs_names", "cell_names", "barcodes", "cells")
 _VAR_NAMES = ("var_names", "gene_names", "genes", "features")
@@ -36,11 +43,18 @@ def read_h5ad(path: Path, *, layer: str | None = None) -> AnnData:
     --------
     >>> adata = read_h5ad(Path("pbmc.h5ad"), layer="counts")  # doctest: +SKIP
     """
+    check_sparse_groups(path)
     try:
         adata = anndata.read_h5ad(path)
-    except (OSError, KeyError, ValueError, TypeError) as err:
-        raise ValueError(f"{path} is not a readable .h5ad file ({err})") from None
-    adata.X = as_float32(anndata_matrix(adata, layer, str(path)), path)
+    except MemoryError:
+        raise
+    except Exception as err:  # anndata and h5py raise many kinds for one damaged file
+        raise ValueError(
+            f"{path} is not a readable .h5ad file ({type(err).__name__}: {_first_line(err)}); "
+            "write it again with AnnData.write_h5ad"
+        ) from None
+    X = anndata_matrix(adata, layer, str(path))
+    adata.X = as_float32(X, path, adata.obs_names, adata.var_names)
     check_unique(adata.obs_names, path, "sample IDs (obs_names)")
     check_unique(adata.var_names, path, "feature names (var_names)")
     adata.uns["vaekit"] = {**adata.uns.get("vaekit", {}), "source": str(path)}
@@ -73,6 +87,54 @@ def read_hdf5(path: Path, *, layer: str | None = None, labels: str | None = None
     return read_h5ad(path, layer=layer)  # an AnnData file named .h5
 
 
+def check_sparse_groups(path: Path) -> None:
+    """Check every sparse matrix stored in an AnnData file before anndata builds it: a
+    damaged ``indptr`` or ``indices`` would make scipy read out of bounds (a crash)."""
+    try:
+        with h5py.File(path, "r") as f:
+            found: list[tuple[str, h5py.Group]] = []
+            f.visititems(lambda name, item: _collect_sparse(name, item, found))
+            for name, group in found:
+                _check_sparse_group(group, f"{path}: {name}")
+    except OSError as err:
+        raise ValueError(f"{path} is not a readable HDF5 file ({_first_line(err)})") from None
+
+
+def _collect_sparse(name: str, item: object, found: list) -> None:
+    if isinstance(item, h5py.Group) and _text_attr(item, "encoding-type") in _SPARSE:
+        found.append((name, item))
+    elif isinstance(item, h5py.Dataset) and item.dtype.kind in "biufc":
+        # a compressed dataset may be far larger in memory than in the file
+        check_fits(item.size * item.dtype.itemsize, f"{item.file.filename}: {name} {item.shape}")
+
+
+def _check_sparse_group(group: h5py.Group, source: str) -> None:
+    parts = ("data", "indices", "indptr")
+    missing = [k for k in parts if not isinstance(group.get(k), h5py.Dataset)]
+    shape = group.attrs.get("shape")
+    if missing or shape is None or np.shape(shape) != (2,):
+        raise ValueError(
+            f"{source} is a sparse matrix without {missing or ['a shape of 2 numbers']}; "
+            "the file is damaged: write it again with AnnData.write_h5ad"
+        )
+    csr = _text_attr(group, "encoding-type") == "csr_matrix"
+    n_major, n_minor = (int(s) for s in (shape if csr else shape[::-1]))
+    check_real(group["data"], source)
+    check_compressed(
+        group["indptr"], group["indices"], len(group["data"]), (n_major, n_minor), source,
+        "rows" if csr else "columns",
+    )
+
+
+def _text_attr(item: h5py.HLObject, key: str) -> str | None:
+    value = item.attrs.get(key)
+    return as_str(value) if isinstance(value, (str, bytes)) else None
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [""])[0][:300]
+
+
 def _read_plain(f: h5py.File, path: Path, name: str, labels: str | None) -> AnnData:
     if not isinstance(f.get(name), h5py.Dataset):
         raise ValueError(
@@ -80,6 +142,7 @@ def _read_plain(f: h5py.File, path: Path, name: str, labels: str | None) -> AnnD
             "file with a cells x genes dataset 'X' (optional labels 'Y'), a 10x HDF5 file "
             "(group 'matrix') or an AnnData file; pass layer='NAME' to read another dataset"
         )
+    check_dense_fits(f[name].shape, f"{path}: dataset {name!r} as float32")
     # convert while reading: a float64 file never sits in memory at double size
     X = f[name].astype(np.float32)[()] if f[name].dtype.kind in "iuf" else f[name][()]
     X, image_shape = numeric_matrix(X, path, name)
@@ -112,8 +175,16 @@ def _read_10x_h5(group: h5py.Group, path: Path) -> AnnData:
             f"{path} looks like a 10x HDF5 file (group 'matrix') but lacks {missing}; "
             "vaekit reads the Cell Ranger v3 layout"
         )
-    n_genes, n_cells = (int(v) for v in group["shape"][()])
+    shape = np.asarray(group["shape"][()])
+    if shape.shape != (2,) or shape.dtype.kind not in "iu" or shape.min() < 0:
+        raise ValueError(f"{path}: matrix/shape is {shape.tolist()}, not (genes, cells)")
+    n_genes, n_cells = (int(v) for v in shape)
     # 10x stores genes x cells in CSC, which is the same arrays as cells x genes in CSR
+    source = f"{path}: matrix"
+    check_real(group["data"], source)
+    check_compressed(
+        group["indptr"], group["indices"], len(group["data"]), (n_cells, n_genes), source, "cells"
+    )
     X = sp.csr_matrix(
         (group["data"][()].astype(np.float32), group["indices"][()], group["indptr"][()]),
         shape=(n_cells, n_genes),

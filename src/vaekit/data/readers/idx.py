@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 from anndata import AnnData
 
-from vaekit.data.readers.common import build, numeric_matrix, opened
+from vaekit.data.readers.common import build, check_regular, numeric_matrix, opened
 from vaekit.data.readers.registry import reader
+from vaekit.validation import check_fits
 
 # IDX type byte -> numpy type (multi-byte values are big-endian)
 _TYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -51,27 +52,31 @@ def read_idx(path: Path, *, labels: str | os.PathLike | None = None) -> AnnData:
 
 
 def parse_idx(path: Path) -> np.ndarray:
-    """The array in an IDX file, after checking its magic number and size."""
+    """The array in an IDX file, after checking its magic number, and its size against the
+    header and the memory available, before the values are read."""
     with opened(path) as f:
-        raw = f.read()
-    if len(raw) < 4 or raw[0] or raw[1] or raw[2] not in _TYPES:
-        raise ValueError(
-            f"{path} is not an IDX file: its magic number is {raw[:4].hex() or 'missing'}, "
-            "expected 00000803 (images) or 00000801 (labels)"
-        )
-    ndim = raw[3]
-    start = 4 + 4 * ndim
-    dims = struct.unpack(f">{ndim}I", raw[4:start]) if len(raw) >= start else ()
-    dtype = np.dtype(_TYPES[raw[2]])
-    expected = start + math.prod(dims) * dtype.itemsize
-    if len(dims) != ndim or len(raw) != expected:
+        magic = f.read(4)
+        if len(magic) < 4 or magic[0] or magic[1] or magic[2] not in _TYPES:
+            raise ValueError(
+                f"{path} is not an IDX file: its magic number is {magic.hex() or 'missing'}, "
+                "expected 00000803 (images) or 00000801 (labels)"
+            )
+        ndim, dtype = magic[3], np.dtype(_TYPES[magic[2]])
+        sizes = f.read(4 * ndim)
+        dims = struct.unpack(f">{ndim}I", sizes) if len(sizes) == 4 * ndim else ()
+        n_bytes = math.prod(dims) * dtype.itemsize
+        if len(dims) == ndim:
+            check_fits(n_bytes, f"{path} (IDX, {' x '.join(map(str, dims))} {dtype.name})")
+        raw = f.read(n_bytes + 1) if len(dims) == ndim else b""  # one more: is there extra?
+    if len(dims) != ndim or len(raw) != n_bytes:
         promise = " x ".join(map(str, dims)) or "?"
+        held = 4 + len(sizes) + len(raw)
         raise ValueError(
             f"{path} is truncated or corrupt: its IDX header promises {promise} {dtype.name} "
-            f"values ({expected} bytes with the header) but it holds {len(raw)} bytes; "
-            "download it again"
+            f"values ({4 + 4 * ndim + n_bytes} bytes with the header) but it holds "
+            f"{held if len(raw) <= n_bytes else 'more'} bytes; download it again"
         )
-    return np.frombuffer(raw, dtype, offset=start).reshape(dims)
+    return np.frombuffer(raw, dtype).reshape(dims)
 
 
 def _labels_beside(images: Path) -> Path | None:
@@ -85,8 +90,7 @@ def _labels_beside(images: Path) -> Path | None:
 
 
 def _read_labels(path: Path, n: int) -> np.ndarray:
-    if not path.is_file():
-        raise FileNotFoundError(f"labels file {path} does not exist (labels=)")
+    check_regular(path, "labels")
     labels = parse_idx(path)
     if labels.shape != (n,):
         raise ValueError(

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import struct
+import warnings
+import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +16,7 @@ from PIL import Image, UnidentifiedImageError
 
 from vaekit.data.readers.common import build
 from vaekit.data.readers.registry import reader
+from vaekit.validation import check_dense_fits
 
 _SUFFIXES = {".png", ".jpg", ".jpeg"}
 _GRAY = {"1", "L", "LA"}
@@ -50,7 +56,8 @@ def read_image_folder(path: Path) -> AnnData:
     names = [p.relative_to(path).as_posix() for p in files]
     (width, height), color = _survey(files)
     shape = [3, height, width] if color else [height, width]
-    X = np.empty((len(files), int(np.prod(shape))), np.float32)  # (n_images, pixels)
+    check_dense_fits((len(files), math.prod(shape)), f"the images of {path} as float32 rows")
+    X = np.empty((len(files), math.prod(shape)), np.float32)  # (n_images, pixels)
     for i, file in enumerate(files):
         X[i] = _pixels(file, color)
     labels = _folder_labels(names, path)
@@ -63,26 +70,51 @@ def _survey(files: list[Path]) -> tuple[tuple[int, int], bool]:
     size, color = None, False
     for file in files:
         with _open(file) as image:
-            if image.mode not in _GRAY | _COLOR:
-                raise ValueError(
-                    f"{file} has mode {image.mode!r}; vaekit reads 8-bit grayscale or colour "
-                    "images: convert it (e.g. to 8-bit PNG)"
-                )
-            if size is not None and image.size != size:
-                raise ValueError(
-                    f"{file} is {_wxh(image.size)} pixels but {files[0]} is {_wxh(size)}; all "
-                    "images must have one size: resize or crop them first"
-                )
-            size = image.size
-            color = color or image.mode in _COLOR
+            mode, found = image.mode, image.size
+        if mode not in _GRAY | _COLOR:
+            raise ValueError(
+                f"{file} has mode {mode!r}; vaekit reads 8-bit grayscale or colour "
+                "images: convert it (e.g. to 8-bit PNG)"
+            )
+        if size is not None and found != size:
+            raise ValueError(
+                f"{file} is {_wxh(found)} pixels but {files[0]} is {_wxh(size)}; all "
+                "images must have one size: resize or crop them first"
+            )
+        size = found
+        color = color or mode in _COLOR
     return size, color
 
 
-def _open(file: Path) -> Image.Image:
+# what Pillow raises for a damaged or hostile file, besides OSError
+_DAMAGED = (
+    UnidentifiedImageError,
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    zlib.error,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
+
+
+@contextmanager
+def _open(file: Path) -> Iterator[Image.Image]:
+    """``file`` opened by Pillow; any failure, while opening or decoding within the block,
+    becomes a ValueError naming the file. An image so large that Pillow warns of a
+    decompression bomb is refused too: its pixels would not fit a vaekit row anyway."""
     try:
-        return Image.open(file)
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"{file} is not a readable image ({err}); remove or replace it") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(file) as image:
+                yield image
+    except _DAMAGED as err:
+        raise ValueError(
+            f"{file} is not a readable image ({type(err).__name__}: {err}); remove or "
+            "replace it"
+        ) from None
 
 
 def _pixels(file: Path, color: bool) -> np.ndarray:

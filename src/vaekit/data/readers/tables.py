@@ -7,6 +7,7 @@ in about a second and a stray word in a numeric column is found without a second
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,9 +20,13 @@ from anndata import AnnData
 
 from vaekit.data.readers.common import as_str, build, check_unique, opened
 from vaekit.data.readers.registry import reader
+from vaekit.validation import FLOAT32_FIX, beyond_float32, check_fits
 
 _SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
 _TEXT_ENDINGS = (*_SEPARATORS, *(ending + ".gz" for ending in _SEPARATORS))
+# the longest header line read: 16 MiB holds 800,000 column names of 20 characters
+MAX_LINE = 16 << 20
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 _NULLS = set(pacsv.ConvertOptions().null_values)  # "", "NA", "NaN", "null", ... read as missing
 
 
@@ -41,7 +46,7 @@ def read_delimited(
     """
     line = first_line(path)
     sep = sep or separator(path, line)
-    header = next(csv.reader([line], delimiter=sep))
+    header = split_header(line, sep, path)
     ids = header[0] if sample_column is None else sample_column
     _check_header(header, path, sep, ids, labels)
     table = _parse(
@@ -64,6 +69,11 @@ def read_parquet(
     >>> adata = read_parquet(Path("expression.parquet"))  # doctest: +SKIP
     """
     try:
+        meta = pq.read_metadata(path)
+        # compressed columns may be far larger in memory than in the file: arrow's copy, then
+        # the float32 matrix (and its reordered copy)
+        n, m = meta.num_rows, meta.num_columns
+        check_fits(n * m * (8 + 2 * 4), f"{path} ({n} rows x {m} columns)")
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as err:
         raise ValueError(f"{path} is not a readable Parquet file ({err})") from None
@@ -77,11 +87,18 @@ def read_parquet(
 def first_line(path: Path) -> str:
     """The header line of a text table, decoded; raise if the file is empty or not text."""
     with opened(path) as f:
-        raw = f.readline()
+        raw = f.readline(MAX_LINE + 1)
     if not raw:
         raise ValueError(f"{path} is empty; expected a header line, then one row per sample")
+    # old Mac files end lines with CR alone, which readline does not split on
+    raw = _LINE_END.split(raw, maxsplit=1)[0]
+    if len(raw) > MAX_LINE:
+        raise ValueError(
+            f"{path}: line 1 is longer than {MAX_LINE >> 20} MiB without a line end; it is not "
+            "a table's header line. Check the file (a binary file named .csv?)"
+        )
     try:
-        line = raw.decode("utf-8-sig").rstrip("\r\n")
+        line = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ValueError(
             f"{path} is not UTF-8 text; if it is a spreadsheet, save it as CSV or TSV"
@@ -89,6 +106,19 @@ def first_line(path: Path) -> str:
     if not line.strip():
         raise ValueError(f"{path}: line 1 is blank; the first line must be the column names")
     return line
+
+
+def split_header(line: str, sep: str, path: Path) -> list[str]:
+    """The fields of the header ``line``; csv's field size limit becomes a clear error."""
+    try:
+        return next(csv.reader([line], delimiter=sep))
+    except csv.Error as err:
+        longest = max(len(field) for field in line.split(sep))
+        raise ValueError(
+            f"{path}: line 1 holds a column name of {longest} characters, longer than "
+            f"{csv.field_size_limit()} ({err}); shorten the column names, or check that the "
+            f"separator is {sep!r} (pass sep= otherwise)"
+        ) from None
 
 
 def separator(path: Path, line: str) -> str:
@@ -107,7 +137,7 @@ def table_to_adata(
     data = table.drop_columns([c for c in (ids, labels) if c is not None])
     _check_numeric(data, path, obs_names, row0_line)
     return build(
-        _to_float32(data),
+        _to_float32(data, path, obs_names, row0_line),
         path,
         obs_names=obs_names,
         var_names=data.column_names,
@@ -173,6 +203,10 @@ def _parse_error(path: Path, sep: str, err: Exception, convert: pacsv.ConvertOpt
             pacsv.read_csv(f, pacsv.ReadOptions(use_threads=False), parse, convert)
     except pa.ArrowInvalid:
         pass
+    if "invalid UTF8" in str(err):
+        return ValueError(
+            f"{path} is not UTF-8 text ({err}); save it as UTF-8 (in a spreadsheet: CSV UTF-8)"
+        )
     if not found:
         return ValueError(f"{path} could not be parsed as a table with sep={sep!r}: {err}")
     row = found[0]
@@ -253,7 +287,13 @@ def _where(row: int, obs_names: list[str] | None, row0_line: int | None) -> str:
     return place + (f" (sample {obs_names[row]!r})" if obs_names is not None else "")
 
 
-def _to_float32(table: pa.Table) -> np.ndarray:
+def _to_float32(
+    table: pa.Table, path: Path, obs_names: list[str] | None, row0_line: int | None
+) -> np.ndarray:
+    """The numeric table as float32; a value beyond float32's range is an error, not inf."""
+    n, m = table.num_rows, table.num_columns
+    # the Fortran-order matrix and its C-order copy exist together for a moment
+    check_fits(2 * 4 * n * m, f"{path} as a float32 matrix ({n} x {m}), twice while reordered")
     # column by column into a Fortran-order array: no pandas frame of 20k columns in between
     X = np.empty((table.num_rows, table.num_columns), np.float32, order="F")  # (n, features)
     for j, column in enumerate(table.columns):
@@ -261,6 +301,14 @@ def _to_float32(table: pa.Table) -> np.ndarray:
         for chunk in column.chunks:
             if not pa.types.is_floating(chunk.type):
                 chunk = chunk.cast(pa.float64(), safe=False)
-            X[start : start + len(chunk), j] = chunk.to_numpy(zero_copy_only=False)
+            values = chunk.to_numpy(zero_copy_only=False)
+            at = beyond_float32(values)
+            if at is not None:
+                raise ValueError(
+                    f"{path}: column {table.column_names[j]!r} holds {values[at]:g} at "
+                    f"{_where(start + at, obs_names, row0_line)}, beyond float32's range "
+                    f"(+-3.4e38); {FLOAT32_FIX}"
+                )
+            X[start : start + len(chunk), j] = values
             start += len(chunk)
     return np.ascontiguousarray(X)

@@ -18,6 +18,7 @@ from anndata.utils import make_index_unique
 
 from vaekit.data.readers.common import build, gzip_errors, opened
 from vaekit.data.readers.registry import reader
+from vaekit.validation import check_fits
 
 _MATRIX = ("matrix.mtx.gz", "matrix.mtx")
 _FEATURES = ("features.tsv.gz", "features.tsv", "genes.tsv.gz", "genes.tsv")
@@ -67,6 +68,7 @@ def tenx_adata(
 def _read_mtx(matrix: Path, folder: Path) -> AnnData:
     features = _columns(_find(folder, _FEATURES))
     barcodes = _columns(_find(folder, _BARCODES))[0]
+    _check_mtx_header(matrix)
     with gzip_errors(matrix):
         try:
             counts = scipy.io.mmread(matrix)  # (genes, cells)
@@ -77,6 +79,51 @@ def _read_mtx(matrix: Path, folder: Path) -> AnnData:
     types = features[2] if len(features) > 2 else None
     X = sp.csr_matrix(counts.T, dtype=np.float32)  # (cells, genes)
     return tenx_adata(X, folder, barcodes, features[0], symbols, types)
+
+
+def _check_mtx_header(matrix: Path) -> None:
+    """Refuse complex values, and a declared size that is impossible or would not fit in
+    memory, before any entry is read."""
+    layout, field, (rows, cols, entries) = _mtx_header(matrix)
+    if field == "complex":
+        raise ValueError(
+            f"{matrix} holds complex values; vaekit reads real counts: write the real part "
+            "(or the magnitude) instead"
+        )
+    if min(rows, cols, entries) < 0 or entries > rows * cols:
+        raise ValueError(
+            f"{matrix} declares {entries} entries in a {rows} x {cols} matrix, which cannot "
+            "be; the file is damaged: write it again"
+        )
+    stored = rows * cols if layout == "array" else entries
+    # coordinates and values (8 bytes each) as read, then the CSR copy
+    check_fits(stored * (8 + 8 + 8) * 2, f"{matrix} ({stored} stored values)")
+
+
+def _mtx_header(matrix: Path) -> tuple[str, str, tuple[int, int, int]]:
+    """(layout, field, (rows, columns, entries)) from a Matrix Market header; lines are read
+    with a bounded length, so a binary file is refused quickly."""
+    with gzip_errors(matrix), opened(matrix) as f:
+        banner = f.readline(1024).decode("ascii", "replace").split()
+        line = f.readline(1024)
+        while line.startswith(b"%") or not line.strip():
+            if not line:
+                break
+            line = f.readline(1024)
+    sizes = line.split()
+    if banner[:2] != ["%%MatrixMarket", "matrix"] or len(banner) < 5 or not all(
+        s.isdigit() for s in sizes
+    ):
+        raise ValueError(
+            f"{matrix} is not a readable Matrix Market file: it should begin with "
+            "'%%MatrixMarket matrix coordinate integer general' and a line of sizes"
+        )
+    counts = [int(s) for s in sizes]
+    if banner[2].lower() == "array":  # no number of entries: rows x columns values
+        counts = counts[:2] + [counts[0] * counts[1] if len(counts) >= 2 else -1]
+    if len(counts) != 3:
+        raise ValueError(f"{matrix}: its size line {line[:80]!r} should hold 3 numbers")
+    return banner[2].lower(), banner[3].lower(), tuple(counts)
 
 
 def _find(folder: Path, candidates: Sequence[str]) -> Path:
