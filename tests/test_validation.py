@@ -269,23 +269,6 @@ def test_values_beyond_float32_are_named_not_turned_into_inf():
 
 
 # ---------------------------------------------------------------------- memory
-def test_available_memory_reads_meminfo_or_falls_back(monkeypatch):
-    import vaekit.validation as validation
-
-    found = validation.available_memory()
-    assert found is None or found > 0
-    real_open = open
-
-    def no_meminfo(path, *args, **kwargs):
-        if path == "/proc/meminfo":
-            raise OSError("no /proc here")
-        return real_open(path, *args, **kwargs)
-
-    monkeypatch.setattr("builtins.open", no_meminfo)
-    monkeypatch.setattr(validation.os, "sysconf", lambda name: 4096)
-    assert validation.available_memory() == 4096 * 4096
-
-
 def test_check_fits_names_size_available_and_remedy(monkeypatch):
     import vaekit.validation as validation
 

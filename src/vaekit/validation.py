@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from vaekit._memory import available_memory  # noqa: F401 - tests patch it here
 from vaekit.likelihoods import Support
 
 Matrix = np.ndarray | sp.csr_matrix
@@ -462,22 +462,6 @@ MEMORY_FIX = (
     "10x), or use fewer samples"
 )
 GIB = 1 << 30
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available now (MemAvailable of /proc/meminfo, else physical memory),
-    or None when the system does not say. Tests monkeypatch this function."""
-    try:
-        with open("/proc/meminfo", "rb") as f:
-            for line in f:
-                if line.startswith(b"MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def check_fits(n_bytes: int, what: str, fix: str = MEMORY_FIX) -> None:
