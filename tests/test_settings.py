@@ -159,3 +159,25 @@ def test_a_byte_order_mark_and_flag_values_are_read(tmp_path):
     path.write_bytes("\ufeffepochs: 2\nannotations: a.tsv\n".encode())
     assert read_settings(path) == {"epochs": 2, "annotations": "a.tsv"}
     assert vae_arguments({"epochs": 2, "annotations": Path("a.tsv")}) == {"epochs": 2}
+
+
+def test_the_recommended_preset_does_not_warn_about_its_own_design():
+    """The expression preset's L1 penalty on the loadings switches off the latent features the
+    data do not need (8 of 100 stay active on TCGA): collapse is then what was asked for, and
+    the warning, which the user could only act on by dropping the penalty, is not raised.
+    Without the penalty, or with no feature left, it still is."""
+    import warnings
+
+    from vaekit.config import TrainConfig
+    from vaekit.presets import PRESETS
+    from vaekit.train import PosteriorCollapseWarning, _warn_if_collapsed
+
+    l1 = PRESETS["expression"]["loadings_l1"]
+    assert l1 > 0
+    cases = [(8, l1, False), (8, 0.0, True), (0, l1, True), (60, 0.0, False)]
+    for active, penalty, warned in cases:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _warn_if_collapsed({"active_units": active}, 100, TrainConfig(loadings_l1=penalty))
+        found = [w for w in caught if issubclass(w.category, PosteriorCollapseWarning)]
+        assert bool(found) == warned, (active, penalty)
