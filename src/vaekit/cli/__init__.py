@@ -47,8 +47,8 @@ def _classes(name: str) -> tuple[type, ...]:
     return tuple(found)
 
 
-HELP_ONLY, USAGE, EXIT, ABORT = (
-    _classes(n) for n in ("NoArgsIsHelpError", "UsageError", "Exit", "Abort")
+HELP_ONLY, USAGE, CLICK, EXIT, ABORT = (
+    _classes(n) for n in ("NoArgsIsHelpError", "UsageError", "ClickException", "Exit", "Abort")
 )
 
 
@@ -83,6 +83,8 @@ def main(args: Sequence[str] | None = None) -> None:
             code = 0
         except USAGE as err:
             _fail(_usage_message(err), 2)
+        except CLICK as err:  # e.g. a file option typer could not open
+            _fail(err.format_message(), 2)
         except EXIT as exit_:
             code = exit_.exit_code
         except ABORT:  # EOF on a prompt, or typer's own KeyboardInterrupt
