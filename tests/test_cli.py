@@ -336,3 +336,145 @@ def test_plot_latent_and_evaluate_report_latent_usage(trained, tables, tmp_path,
     assert code == 0 and "active_units" in stdout and "KL per latent feature" in stdout
     code, stdout, _ = cli(capsys, "evaluate", trained, tables / "digits.csv", "-k", "0", "--json")
     assert len(json.loads(stdout)["kl_per_feature"]) == 3
+
+
+# ----------------------------------------------------------------------------- the entry point
+def test_no_arguments_print_the_help_and_exit_0(capsys):
+    code, out, err = cli(capsys)
+    assert code == 0 and err == ""
+    assert "Usage: vaekit" in out and "train" in out and "interpret" in out
+
+
+def test_usage_errors_are_one_line_naming_the_command(capsys):
+    for args, match in [(("encode",), "Missing argument"), (("info", "m", "--bogus"), "--bogus"),
+                        (("generate", "m", "-n", "many", "-o", "g.tsv"), "'-n'")]:
+        code, out, err = cli(capsys, *args)
+        assert code == 2 and out == "", err
+        assert len(err.splitlines()) == 1 and err.startswith("error: ") and match in err, err
+        assert f"(see `vaekit {args[0]} --help`)" in err, err  # not the test runner's name
+
+
+def test_a_warning_is_one_line_without_a_source_path(trained, capsys, monkeypatch):
+    import warnings
+
+    from vaekit.train import PosteriorCollapseWarning
+
+    real = vaekit.load
+
+    def load_and_warn(path):
+        warnings.warn("only 1 of 3 latent features\n  are active", PosteriorCollapseWarning,
+                      stacklevel=1)
+        return real(path)
+
+    monkeypatch.setattr(vaekit, "load", load_and_warn)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        code, out, err = cli(capsys, "info", trained)
+    assert code == 0 and "latent features" in out
+    assert err == "warning: only 1 of 3 latent features are active\n", err
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "match"),
+    [
+        (OSError(28, "No space left on device", "z.tsv"), 2,
+         "error: z.tsv: no space left on device; free some space"),
+        (OSError(36, "File name too long", "x" * 10), 2,
+         "error: xxxxxxxxxx: file name too long; give a shorter name"),
+        (OSError(30, "Read-only file system", "z.tsv"), 2,
+         "error: z.tsv: read-only file system; the file system is read-only"),
+        (OSError(95, "Operation not supported"), 1, "error: OSError: [Errno 95]"),
+    ],
+    ids=["ENOSPC", "ENAMETOOLONG", "EROFS", "unexpected"],
+)
+def test_the_environments_os_errors_exit_2_with_what_to_do(capsys, monkeypatch, error, code,
+                                                          match):
+    """A full disk is the user's to fix (exit 2); an OSError nothing anticipated is a bug (1)."""
+    def fail(path):
+        raise error
+
+    monkeypatch.setattr(vaekit, "load", fail)
+    result = cli(capsys, "info", "m")
+    assert result[0] == code and result[2].startswith(match) and len(result[2].splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- outputs
+def test_interpret_replaces_its_own_output_and_never_the_users(trained, tables, tmp_path,
+                                                               capsys):
+    from vaekit.analysis.findings import FILES
+
+    data, out = tables / "digits.csv", tmp_path / "i"
+    for _ in range(2):  # the second run replaces what the first wrote
+        code, _, err = cli(capsys, "interpret", trained, data, "-o", out, "--quiet")
+        assert code == 0, err
+    written = {p.name for p in out.iterdir()}
+    assert written <= set(FILES) and "summary.md" in written
+    (out / "notes.txt").write_text("mine")  # now it holds one of the user's files
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert_user_error(cli(capsys, "interpret", trained, data, "-o", out), "notes.txt")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    (tmp_path / "f").write_text("mine")
+    assert_user_error(cli(capsys, "interpret", trained, data, "-o", tmp_path / "f"),
+                      "a file of that name exists")
+    assert (tmp_path / "f").read_text() == "mine"
+
+
+def test_the_python_api_refuses_the_users_folder_too(trained, tables, tmp_path):
+    from vaekit.analysis.findings import interpret
+
+    result = interpret(vaekit.load(trained), pd.read_csv(tables / "digits.csv", index_col=0))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "a.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"holds files vaekit did not write there \(a.txt\)"):
+        result.write(tmp_path / "mine")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["a.txt"]
+
+
+def _no_write_access(monkeypatch):
+    """Root may write anywhere: fake os.access saying no folder is writable."""
+    import vaekit.atomic
+    import vaekit.data.writers
+
+    real = os.access
+    for module in (vaekit.atomic, vaekit.data.writers):
+        monkeypatch.setattr(module.os, "access",
+                            lambda path, mode: mode != os.W_OK and real(path, mode))
+
+
+def test_read_only_output_folders_are_refused_before_any_work(trained, tables, tmp_path,
+                                                               capsys, monkeypatch):
+    data = tables / "digits.csv"
+    (tmp_path / "old").mkdir()
+    _no_write_access(monkeypatch)
+    for args in (["interpret", trained, data, "-o", tmp_path / "i"],
+                 ["encode", trained, data, "-o", tmp_path / "z.tsv"],
+                 ["report", trained, data, "-o", tmp_path / "r.html"],
+                 ["plot", "training", trained, "-o", tmp_path / "c.png"],
+                 ["generate", trained, "-o", tmp_path / "g.tsv"]):
+        assert_user_error(cli(capsys, *args), "is not writable")
+    assert_user_error(cli(capsys, "interpret", trained, data, "-o", tmp_path / "old"),
+                      "cannot replace the folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
+
+
+def test_output_names_are_checked_against_the_file_systems_limit(tmp_path):
+    from vaekit.data.writers import (
+        TEMP_NAME_BYTES,
+        check_output,
+        check_output_name,
+        write_table,
+    )
+
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX") - TEMP_NAME_BYTES
+    longest = tmp_path / ("x" * (limit - 4) + ".tsv")
+    check_output(longest)
+    # the longest name allowed can really be written atomically, through its temporary name
+    write_table(pd.DataFrame({"a": [1.0]}), longest)
+    assert longest.read_text() == "\ta\n0\t1.0\n"
+    with pytest.raises(ValueError, match=f"is {limit + 1} bytes long .* at most {limit} bytes"):
+        check_output(tmp_path / ("x" * (limit - 3) + ".tsv"))
+    for name in ("", ".", "..", "/", "a/.."):
+        with pytest.raises(ValueError, match="names an existing folder"):
+            check_output_name(name)
+    with pytest.raises(ValueError, match="bytes long"):  # a folder on the way, too long
+        check_output_name(tmp_path / ("y" * 300) / "z.tsv")

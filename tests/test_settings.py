@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from vaekit.data.preprocess import Log1p, MinMax, SelectVariable
@@ -92,3 +94,90 @@ def test_parse_sizes():
     assert parse_sizes("") == () and parse_sizes("none") == () and parse_sizes(None) is None
     with pytest.raises(ValueError, match="integers like 400,200"):
         parse_sizes("big")
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("epochs: 1.7\n", "epochs must be a positive integer; got 1.7"),  # not 1 epoch
+        ("latent: true\n", "n_latent must be a positive integer; got True"),
+        ("lr: yes\n", "lr must be a number > 0; got True"),  # float(True) would be 1.0
+        ("lr: abc\n", "lr must be a number > 0; got 'abc'"),
+        ("hidden: [8.5, 4]\n", r"hidden must be a tuple of positive integers; got \[8.5, 4\]"),
+        ("condition: 5\n", "condition must be text; got 5"),
+        ("epochs: {a: 1}\n", "epochs must be a positive integer"),
+    ],
+)
+def test_values_of_the_wrong_kind_are_refused_not_converted(tmp_path, text, match):
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        vae_arguments(read_settings(path))
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("", "holds no settings"),
+        ("# nothing but a comment\n", "holds no settings"),
+        ("just text\n", "must hold a mapping of name: value lines; got a str"),
+        (b"\x89PNG\r\n\x1a\n\xff\xfe", r"is not text \(UTF-8 YAML\)"),
+        ("epochs: 3\x00\n", "is binary"),
+        ("a: [1,\n", "is not valid YAML at line 2"),
+        ("x: !!python/object/apply:os.system ['touch {pwned}']\n", "uses a YAML tag"),
+        ("epochs: !!python/name:os.system\n", "uses a YAML tag"),
+    ],
+    ids=["empty", "comment-only", "a-string", "binary", "nul", "invalid", "python-apply",
+         "python-name"],
+)
+def test_files_that_are_no_settings_are_refused(tmp_path, content, match):
+    path = tmp_path / "s.yaml"
+    pwned = tmp_path / "pwned"
+    if isinstance(content, str):
+        content = content.format(pwned=pwned).encode()
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=match):
+        read_settings(path)
+    assert not pwned.exists()  # the tag was refused, never run
+
+
+def test_settings_files_that_are_not_regular_files_are_refused_unread(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "fifo.yaml")  # reading it would block for ever
+    with pytest.raises(ValueError, match="not a regular file"):
+        read_settings(tmp_path / "fifo.yaml")
+    with pytest.raises(ValueError, match="not a regular file"):
+        read_settings(tmp_path)
+    (tmp_path / "big.yaml").write_text("# " + "x" * 1_000_000)
+    with pytest.raises(ValueError, match="at most 1,000,000 bytes"):
+        read_settings(tmp_path / "big.yaml")
+
+
+def test_a_byte_order_mark_and_flag_values_are_read(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_bytes("\ufeffepochs: 2\nannotations: a.tsv\n".encode())
+    assert read_settings(path) == {"epochs": 2, "annotations": "a.tsv"}
+    assert vae_arguments({"epochs": 2, "annotations": Path("a.tsv")}) == {"epochs": 2}
+
+
+def test_the_recommended_preset_does_not_warn_about_its_own_design():
+    """The expression preset's L1 penalty on the loadings switches off the latent features the
+    data do not need (8 of 100 stay active on TCGA): collapse is then what was asked for, and
+    the warning, which the user could only act on by dropping the penalty, is not raised.
+    Without the penalty, or with no feature left, it still is."""
+    import warnings
+
+    from vaekit.config import TrainConfig
+    from vaekit.presets import PRESETS
+    from vaekit.train import PosteriorCollapseWarning, _warn_if_collapsed
+
+    l1 = PRESETS["expression"]["loadings_l1"]
+    assert l1 > 0
+    cases = [(8, l1, False), (8, 0.0, True), (0, l1, True), (60, 0.0, False)]
+    for active, penalty, warned in cases:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _warn_if_collapsed({"active_units": active}, 100, TrainConfig(loadings_l1=penalty))
+        found = [w for w in caught if issubclass(w.category, PosteriorCollapseWarning)]
+        assert bool(found) == warned, (active, penalty)

@@ -11,10 +11,15 @@ import pandas as pd
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from vaekit.atomic import atomic_dir, check_parent
+from vaekit.data.writers import check_output_dir, output_dir
 from vaekit.plot import prior_samples, reconstruction_pairs, save_figure
 from vaekit.report import build_report
 from vaekit.vae import VAE
+
+# What run_demo writes into its folder: a folder holding only these may be replaced.
+DEMO_FILES = (
+    "model", "latent_test.tsv", "summary.json", "reconstructions.png", "samples.png", "report.html"
+)
 
 
 @dataclass
@@ -31,7 +36,7 @@ def run_demo(
     the model, the latent means of held-out digits, held-out ELBO and log-likelihood,
     reconstructions and samples of each digit as PNG, and ``report.html``, the model's report
     on the held-out digits."""
-    check_parent(out)  # fail before training, not after
+    check_output_dir(out, DEMO_FILES)  # fail before training, not after
     digits = load_digits()
     X = digits.data.astype(np.float32) / 16.0
     X_train, X_test, y_train, y_test = train_test_split(
@@ -77,7 +82,7 @@ def run_demo(
         "report": str(Path(out) / "report.html"),
     }
     out = Path(out)
-    with atomic_dir(out) as tmp:
+    with output_dir(out, DEMO_FILES) as tmp:
         model.save(tmp / "model")
         latent = pd.DataFrame(
             model.transform(X_test, y_test), columns=model.get_feature_names_out()

@@ -9,13 +9,24 @@ into ``VAE`` arguments and :func:`read_options` into :func:`vaekit.read` options
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from vaekit.data.preprocess import override
-from vaekit.options import ALIASES, SETTINGS, Flag, Integer, Setting, Text, suggest
+from vaekit.options import (
+    ALIASES,
+    SETTINGS,
+    Flag,
+    Integer,
+    OrNone,
+    Setting,
+    Sizes,
+    Text,
+    suggest,
+)
 from vaekit.presets import PRESETS
 
 # What `vaekit train` reads besides the VAE's settings; feeds says where each goes.
@@ -39,20 +50,69 @@ READ_KEYS = tuple(s.name for s in EXTRA if s.feeds == "read")
 VAE_KEYS = tuple(s.name for s in SETTINGS if s.name in ROWS)
 
 
+# A settings file is a few dozen lines; anything much larger is the wrong file.
+MAX_SETTINGS_BYTES = 1_000_000
+
+
 def read_settings(path: str | Path | None) -> dict[str, Any]:
-    """Settings from a YAML file (``{}`` for None), keyed by Python names, unknown keys refused."""
+    """Settings from a YAML file (``{}`` for None), keyed by Python names, unknown keys refused.
+
+    The file is read with YAML's safe loader: a tag such as ``!!python/object`` is refused,
+    never run. A file that is not text, holds no settings or is not a mapping is refused.
+    """
     if path is None:
         return {}
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"settings file {path} does not exist")
-    try:
-        settings = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"settings file {path} is not valid YAML: {err}") from None
-    if not isinstance(settings, dict):
-        raise ValueError(f"settings file {path} must hold a mapping of name: value")
+    settings = yaml_mapping(_settings_text(path), f"settings file {path}")
     return canonical(settings, f"settings file {path}")
+
+
+def _settings_text(path: Path) -> str:
+    """The text of a settings file: a regular file, small, UTF-8."""
+    if not path.exists():
+        raise ValueError(f"settings file {path} does not exist")
+    if not path.is_file():  # a folder, a FIFO (which would block) or a device
+        raise ValueError(f"settings file {path} is not a regular file; give a YAML file")
+    if path.stat().st_size > MAX_SETTINGS_BYTES:
+        raise ValueError(
+            f"settings file {path} is {path.stat().st_size:,} bytes; a settings file holds a "
+            f"few lines of name: value (at most {MAX_SETTINGS_BYTES:,} bytes); is it the right "
+            "file?"
+        )
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"settings file {path} is not text (UTF-8 YAML); is it the right file?"
+        ) from None
+    if "\x00" in text:
+        raise ValueError(f"settings file {path} is binary, not YAML text; is it the right file?")
+    return text
+
+
+def yaml_mapping(text: str, source: str) -> dict[Any, Any]:
+    """The mapping of name: value in YAML ``text``, read safely; raise ValueError naming
+    ``source`` for a tag, invalid YAML, no settings at all, or anything but a mapping."""
+    try:
+        settings = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as err:  # !!python/object and other tags
+        raise ValueError(
+            f"{source} uses a YAML tag vaekit does not read ({err.problem}); write plain "
+            "name: value lines"
+        ) from None
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        problem = getattr(err, "problem", None) or err
+        raise ValueError(f"{source} is not valid YAML{line}: {problem}") from None
+    if settings is None:
+        raise ValueError(f"{source} holds no settings; write name: value lines, e.g. epochs: 50")
+    if not isinstance(settings, dict):
+        raise ValueError(
+            f"{source} must hold a mapping of name: value lines; got a {type(settings).__name__}"
+        )
+    return settings
 
 
 def canonical(settings: dict[Any, Any], source: str) -> dict[str, Any]:
@@ -87,10 +147,27 @@ def typed(settings: dict[str, Any]) -> dict[str, Any]:
             continue
         constraint = ROWS[key].constraint
         try:
+            if not _plain(key, value):
+                raise TypeError(value)
             out[key] = constraint.parse(value)
         except (TypeError, ValueError):
             raise ValueError(f"{key} must be {constraint.text}; got {value!r}") from None
     return out
+
+
+def _plain(key: str, value: Any) -> bool:
+    """Whether ``value`` is of a kind the setting ``key`` may be written as, before parsing:
+    YAML's ``true`` is no number (``float(True)`` would be 1.0), ``[1.5]`` no layer size
+    (``int(1.5)`` would be 1), and a text setting takes text."""
+    constraint = ROWS[key].constraint
+    inner = constraint.inner if isinstance(constraint, OrNone) else constraint
+    if isinstance(value, bool):
+        return isinstance(inner, Flag)
+    if isinstance(inner, Sizes) and isinstance(value, (list, tuple)):
+        return all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    if isinstance(inner, Text) and key != "preprocess":  # preprocess: steps, checked by VAE
+        return isinstance(value, (str, os.PathLike))  # --annotations gives a Path
+    return isinstance(value, (str, int, float, list, tuple)) or key == "preprocess"
 
 
 def vae_arguments(settings: dict[str, Any]) -> dict[str, Any]:

@@ -276,7 +276,7 @@ def train(
     else:
         result.best_epoch = len(loop.history) - 1
     result.history = loop.history
-    _warn_if_collapsed(result.history[result.best_epoch], module.config.n_latent)
+    _warn_if_collapsed(result.history[result.best_epoch], module.config.n_latent, config)
     module.eval()
     result.seconds = before + time.perf_counter() - start
     return result
@@ -393,9 +393,13 @@ def _end_epoch(
     loop.sums = torch.zeros_like(loop.sums)
 
 
-def _warn_if_collapsed(record: dict[str, float], n_latent: int) -> None:
+def _warn_if_collapsed(record: dict[str, float], n_latent: int, config: TrainConfig) -> None:
+    """Warn when most latent features collapsed to the prior, unless an L1 penalty on the
+    loadings asked for it: that Laplace prior switches off the features the data do not need
+    (the ``expression`` preset keeps ~10 of its 100 on TCGA), so only none left is a failure."""
     active = record["active_units"]
-    if n_latent > 1 and active < n_latent / 2:
+    pruned_on_purpose = config.loadings_l1 > 0 and active > 0
+    if n_latent > 1 and active < n_latent / 2 and not pruned_on_purpose:
         warnings.warn(
             f"only {active} of {n_latent} latent features are active (their posterior mean "
             "varies with x; Burda et al. 2016); the others collapsed to the prior. If that is "

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.distributions import Normal
 
+from vaekit.analysis._limits import MAX_DRAWS, check_count
 from vaekit.estimator import BaseVAE
 from vaekit.train import usage_record, usage_sums
 
@@ -31,6 +32,7 @@ def evaluate(
     >>> evaluate(model, X_test, importance_samples=100)  # doctest: +SKIP
     {'n_samples': 450, 'elbo': -25.1, 'reconstruction': 21.3, 'kl': 3.8, 'active_units': 6, ...}
     """
+    check_count("importance_samples", importance_samples, low=0, high=MAX_DRAWS)
     terms = model.elbo_terms(X, y, layer=layer, seed=seed)
     result = {
         "n_samples": len(terms),

@@ -13,14 +13,17 @@ from typing import Any
 import pandas as pd
 
 from vaekit._version import __version__
+from vaekit.analysis._limits import check_count, check_positive
 from vaekit.analysis.associations import associate
 from vaekit.analysis.genesets import enrichment, gene_symbol, read_gmt, sex_chromosome_genes
 from vaekit.analysis.interpretation import heaviest, high_weight_genes, top_genes
 from vaekit.analysis.interpretation import loadings as read_loadings
-from vaekit.atomic import atomic_dir
+from vaekit.data.writers import output_dir
 from vaekit.estimator import BaseVAE
 
 SIGNIFICANT = 0.05  # q-value below which a finding is stated
+# What Interpretation.write puts in its folder: a folder holding only these may be replaced.
+FILES = ("loadings.tsv", "top_genes.tsv", "associations.tsv", "enrichment.tsv", "summary.md")
 
 
 @dataclass
@@ -107,7 +110,7 @@ class Interpretation:
             "associations.tsv": self.associations,
             "enrichment.tsv": self.enrichment,
         }
-        with atomic_dir(folder) as tmp:
+        with output_dir(folder, FILES) as tmp:  # refuses a file or a folder of other files
             for name, table in tables.items():
                 if table is not None:
                     table.to_csv(tmp / name, sep="\t", index=name == "loadings.tsv")
@@ -148,6 +151,8 @@ def interpret(
     >>> result = interpret(model, adata)  # doctest: +SKIP
     >>> print(result.summary())  # doctest: +SKIP
     """
+    check_count("k", k)
+    check_positive("sd", sd, "2.5")
     if annotations is None and hasattr(X, "obs") and X.obs.shape[1]:
         annotations = X.obs
     loadings = read_loadings(model, X, y)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from vaekit.analysis._limits import check_count, check_size
 from vaekit.estimator import BaseVAE
 
 
@@ -31,6 +33,8 @@ def generate(
     ``condition`` may be given as text (from a command line): it is matched to the model's
     categories by their text, or read as a number for a continuous condition.
     """
+    check_count("n", n)
+    check_size(f"generating {n:,} samples", _rows(model, n, condition), len(model.features_))
     encoder = model.covariates_
     if encoder is None:
         if condition is not None:
@@ -47,3 +51,11 @@ def generate(
     return Generated(
         model.sample(len(labels), y=np.array(labels, dtype=object), seed=seed, mean=mean), labels
     )
+
+
+def _rows(model: BaseVAE, n: int, condition: Any) -> int:
+    """Samples :func:`generate` returns: ``n`` of each class of a label-conditioned model."""
+    columns = [] if model.covariates_ is None else model.covariates_.columns
+    if condition is None and len(columns) == 1 and columns[0].kind == "categorical":
+        return n * len(columns[0].categories)
+    return n

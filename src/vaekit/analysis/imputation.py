@@ -39,6 +39,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch.distributions import Normal
 
 from vaekit._deprecation import draws_keyword
+from vaekit.analysis._limits import MAX_DRAWS, MAX_IMPUTATIONS, check_count
 from vaekit.batch import Batch
 from vaekit.model import VAEModule, prior_kl
 from vaekit.validation import check_observed, is_anndata
@@ -154,27 +155,17 @@ def _request(
 ) -> Request:
     if method not in IMPUTERS:
         raise ValueError(f"unknown imputation method {method!r}; choose one of {list(IMPUTERS)}")
-    for name, value, allow_none in (
-        ("n_iter", n_iter, False),
-        ("n_draws", n_draws, False),
-        ("n_imputations", n_imputations, True),
-    ):
-        if allow_none and value is None:
-            continue
-        if not _is_int(value) or value < 1:
-            raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    if not _is_int(refine_steps) or refine_steps < 0:
-        raise ValueError(f"refine_steps must be an integer >= 0; got {refine_steps!r}")
+    check_count("n_iter", n_iter, high=MAX_DRAWS)
+    check_count("n_draws", n_draws, high=MAX_DRAWS)
+    if n_imputations is not None:  # Rubin's rules want 5 to 100 copies, not millions
+        check_count("n_imputations", n_imputations, high=MAX_IMPUTATIONS)
+    check_count("refine_steps", refine_steps, low=0, high=MAX_DRAWS)
     return Request(
         int(n_iter),
         int(n_draws),
         None if n_imputations is None else int(n_imputations),
         int(refine_steps),
     )
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _prepare(

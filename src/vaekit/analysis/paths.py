@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vaekit.analysis._limits import MAX_STEPS, check_count
 from vaekit.analysis.evaluation import latent_usage
 from vaekit.data.writers import image_grid
 from vaekit.estimator import BaseVAE
@@ -324,6 +325,7 @@ def find_sample(data: Any, key: str | int) -> Any:
 def _check_steps(steps: int) -> None:
     if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 2:
         raise ValueError(f"steps must be an integer >= 2 (both ends are included); got {steps!r}")
+    check_count("steps", steps, low=2, high=MAX_STEPS)  # a path nobody could look at
 
 
 def _method(method: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:

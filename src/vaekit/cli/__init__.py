@@ -6,6 +6,7 @@ Commands live in modules by theme and register themselves on the one typer ``app
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import signal
@@ -48,8 +49,8 @@ def _classes(name: str) -> tuple[type, ...]:
     return tuple(found)
 
 
-HELP_ONLY, USAGE, EXIT, ABORT = (
-    _classes(n) for n in ("NoArgsIsHelpError", "UsageError", "Exit", "Abort")
+HELP_ONLY, USAGE, CLICK, EXIT, ABORT = (
+    _classes(n) for n in ("NoArgsIsHelpError", "UsageError", "ClickException", "Exit", "Abort")
 )
 
 
@@ -74,13 +75,18 @@ def main(args: Sequence[str] | None = None) -> None:
     """
     with _signals_as_exceptions(), _one_line_warnings():
         try:
-            argv = None if args is None else [str(a) for a in args]
-            code = app(args=argv, standalone_mode=False)
+            code = app(
+                args=None if args is None else [str(a) for a in args],
+                prog_name="vaekit",  # not `__main__.py` under python -m, nor a test's name
+                standalone_mode=False,
+            )
         except HELP_ONLY as err:  # `vaekit` or `vaekit plot` alone: the help, as asked
             typer.echo(err.ctx.get_help() if err.ctx is not None else str(err))
             code = 0
         except USAGE as err:
             _fail(_usage_message(err), 2)
+        except CLICK as err:  # e.g. a file option typer could not open
+            _fail(err.format_message(), 2)
         except EXIT as exit_:
             code = exit_.exit_code
         except ABORT:  # EOF on a prompt, or typer's own KeyboardInterrupt
@@ -91,6 +97,8 @@ def main(args: Sequence[str] | None = None) -> None:
             _fail("interrupted", 130)
         except USER_ERRORS as err:
             _fail(err, 2)
+        except OSError as err:
+            _fail(*_os_error(err))
         except RecursionError:
             _fail("input nested too deeply to read", 2)
         except MemoryError:
@@ -99,6 +107,29 @@ def main(args: Sequence[str] | None = None) -> None:
             _fail(f"{type(err).__name__}: {err}", 1)
     # typer returns an exit code only from typer.Exit (e.g. --version); commands return None
     sys.exit(code if isinstance(code, int) else 0)
+
+
+# What the system refused, with what to do: the user's environment, not a bug of vaekit.
+OS_ERRORS: dict[int, str] = {
+    errno.ENAMETOOLONG: "give a shorter name",
+    errno.ENOSPC: "free some space, or write somewhere else",
+    errno.EDQUOT: "your disk quota is used up; free some space, or write somewhere else",
+    errno.EROFS: "the file system is read-only; write somewhere else",
+    errno.EBUSY: "it is in use (the current folder, or a mount point); give another name",
+    errno.ELOOP: "it is a loop of symbolic links; give the real path",
+    errno.EIO: "the device failed to read or write; check the disk",
+    errno.EMFILE: "too many files are open at once; raise `ulimit -n`",
+    errno.EXDEV: "it lies on another file system than its folder; write elsewhere",
+}
+
+
+def _os_error(err: OSError) -> tuple[str, int]:
+    """The message and exit code of an OSError that no vaekit check anticipated: 2 with what
+    to do for the environment's refusals above, else 1 (and the error's name) as a bug."""
+    if err.errno not in OS_ERRORS:
+        return f"{type(err).__name__}: {err}", 1
+    where = f"{err.filename}: " if err.filename is not None else ""
+    return f"{where}{(err.strerror or str(err)).lower()}; {OS_ERRORS[err.errno]}", 2
 
 
 def _usage_message(err: Exception) -> str:

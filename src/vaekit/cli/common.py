@@ -57,6 +57,15 @@ def read(
     return read_data(path, **{k: v for k, v in options.items() if v})
 
 
+def check_figure_path(path: Path) -> Path:
+    """Raise before any work when ``path`` is not a writable .png, .svg or .pdf file name."""
+    from vaekit.analysis.latent_map import FIGURE_FORMATS, figure_format
+    from vaekit.data.writers import check_output
+
+    figure_format(path)  # its message names the formats
+    return check_output(path, tuple(FIGURE_FORMATS))
+
+
 def status(quiet: bool, text: str):
     """A spinner on stderr, only on a terminal and when not quiet."""
     from contextlib import nullcontext

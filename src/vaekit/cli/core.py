@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from vaekit.analysis._limits import MAX_DRAWS, check_count
 from vaekit.cli.common import (
     ANNOTATIONS,
     DATA,
@@ -39,13 +40,13 @@ def train(**given: Any) -> None:
     as the Python API (n_latent: 20, dropout: 0.1...); flags override it.
     """
     from vaekit import VAE
-    from vaekit.atomic import check_parent
+    from vaekit.data.writers import check_output_dir
 
     data, out, config, quiet, resume = (
         given.pop(k) for k in ("data", "out", "config", "quiet", "resume")
     )
     settings = merge(read_settings(config), given)
-    check_parent(out)
+    check_output_dir(out, MODEL_FILES)  # before training; saving checks again
     if resume and not settings.get("checkpoint_dir"):
         raise ValueError("--resume needs --checkpoint-dir: the folder the checkpoints went to")
     adata = read(data, **read_options(settings))
@@ -95,6 +96,8 @@ def _shown(value: Any) -> str:
 
 
 KEYWORD = inspect.Parameter.KEYWORD_ONLY
+# What a model folder holds (vaekit.persist): a folder of only these may be replaced.
+MODEL_FILES = ("config.json", "weights.safetensors")
 CONFIG = typer.Option(None, "--config", help="YAML settings; flags override them.")
 RESUME = typer.Option(
     False, "--resume", help="Continue from the newest checkpoint in --checkpoint-dir."
@@ -185,8 +188,16 @@ def generate(
 
     import vaekit
     from vaekit.analysis import generate as generate_samples
-    from vaekit.data.writers import check_output, image_grid, write_png, write_table
+    from vaekit.data.writers import (
+        check_output,
+        check_output_name,
+        image_grid,
+        write_png,
+        write_table,
+    )
 
+    check_output_name(out)
+    check_count("-n", n)
     model = vaekit.load(model_dir)
     png = model.image_shape_ is not None and str(out).lower().endswith(".png")
     check_output(out, (".png",) if png else None)
@@ -226,6 +237,7 @@ def evaluate(
     import vaekit
     from vaekit.analysis import evaluate as evaluate_model
 
+    check_count("-k", importance_samples, low=0, high=MAX_DRAWS)
     model = vaekit.load(model_dir)
     adata = read(data, transpose, annotations, layer)
     with status(quiet or as_json, f"evaluating {adata.n_obs} samples..."):
@@ -280,8 +292,10 @@ def demo(
     quiet: bool = QUIET,
 ) -> None:
     """Train a conditional VAE on scikit-learn's 8x8 digits and write what it produced."""
-    from vaekit.demo import run_demo
+    from vaekit.data.writers import check_output_dir
+    from vaekit.demo import DEMO_FILES, run_demo
 
+    check_output_dir(out, DEMO_FILES)  # before importing and training anything
     result = run_demo(out, epochs=epochs, verbose=not quiet)
     for key, value in result.summary.items():
         typer.echo(f"{key:>32}: {value}")

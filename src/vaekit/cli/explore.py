@@ -15,6 +15,7 @@ from vaekit.cli.common import (
     QUIET,
     TRANSPOSE,
     app,
+    check_figure_path,
     conditions,
     plot_app,
     read,
@@ -40,10 +41,14 @@ def interpret(
     """What the latent features mean: gene loadings, top genes, associations with the sample
     annotations and gene-set enrichment, with a summary.md, written into the folder OUT."""
     import vaekit
+    from vaekit.analysis._limits import check_count, check_positive
+    from vaekit.analysis.findings import FILES
     from vaekit.analysis.findings import interpret as interpret_model
-    from vaekit.atomic import check_parent
+    from vaekit.data.writers import check_output_dir
 
-    check_parent(out)
+    check_output_dir(out, FILES)  # a file, or a folder of the user's own files, is refused
+    check_count("--top", top)
+    check_positive("--sd", sd, "2.5")
     model = vaekit.load(model_dir)
     adata = read(data, transpose, annotations, layer)
     with status(quiet, f"interpreting {model.module_.config.n_latent} latent features..."):
@@ -72,10 +77,13 @@ def interpolate(
     """Decode the latent path between two samples of DATA: a row of frames (OUT.png) for image
     models, else a table with a row per step."""
     import vaekit
+    from vaekit.analysis._limits import MAX_STEPS, check_count
     from vaekit.analysis.paths import find_sample, to_image_grid
     from vaekit.analysis.paths import interpolate as interpolate_path
-    from vaekit.data.writers import check_output, write_png, write_table
+    from vaekit.data.writers import check_output, check_output_name, write_png, write_table
 
+    check_output_name(out)
+    check_count("--steps", steps, low=2, high=MAX_STEPS)
     model = vaekit.load(model_dir)
     png = model.image_shape_ is not None and str(out).lower().endswith(".png")
     check_output(out, (".png",) if png else None)
@@ -112,14 +120,15 @@ def traverse(
     import vaekit
     from vaekit.analysis.paths import find_sample, to_image_grid, traversal_values
     from vaekit.analysis.paths import traverse as traverse_features
-    from vaekit.data.writers import check_output, write_png, write_table
+    from vaekit.data.writers import check_output, check_output_name, write_png, write_table
 
     if sample is not None and data is None:
         raise ValueError("--sample picks a sample of DATA; give DATA too")
+    check_output_name(out)
+    values = traversal_values(limit, steps)
     model = vaekit.load(model_dir)
     png = model.image_shape_ is not None and str(out).lower().endswith(".png")
     check_output(out, (".png",) if png else None)
-    values = traversal_values(limit, steps)
     adata = None if data is None else read(data, transpose, annotations, layer)
     x = None if sample is None else find_sample(adata, sample)
     data_y = None if adata is None else conditions(model)
@@ -148,9 +157,9 @@ def plot_latent(
 ) -> None:
     """A 2-D map of the latent means of DATA, coloured by an annotation (.png, .svg or .pdf)."""
     import vaekit
-    from vaekit.analysis.latent_map import figure_format, write_latent_map
+    from vaekit.analysis.latent_map import write_latent_map
 
-    figure_format(out)
+    check_figure_path(out)
     model = vaekit.load(model_dir)
     adata = read(data, transpose, annotations, layer)
     write_latent_map(model, adata, out, y=conditions(model), color=color, method=method, seed=seed)

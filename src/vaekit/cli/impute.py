@@ -57,6 +57,7 @@ def impute(
     check_output(out, (".h5ad",) if h5ad else None)
     if h5ad and imputations is not None:
         raise ValueError("--imputations writes a table; give OUT a .tsv, .csv or .parquet name")
+    _check_counts(n_iter, draws if samples is None else samples, refine_steps, imputations)
     model = vaekit.load(model_dir)
     adata = read(data, transpose, annotations, layer)
     n_missing = _count_missing(adata, layer)
@@ -78,6 +79,17 @@ def impute(
         f"imputed {n_missing} missing entries of {adata.n_obs} samples x {adata.n_vars} "
         f"features by {method}{copies}; wrote {out}"
     )
+
+
+def _check_counts(n_iter: int, draws: int, refine_steps: int, imputations: int | None) -> None:
+    """The flags' counts, before reading anything (the library checks them again)."""
+    from vaekit.analysis._limits import MAX_DRAWS, MAX_IMPUTATIONS, check_count
+
+    check_count("--n-iter", n_iter, high=MAX_DRAWS)
+    check_count("--draws", draws, high=MAX_DRAWS)
+    check_count("--refine-steps", refine_steps, low=0, high=MAX_DRAWS)
+    if imputations is not None:
+        check_count("--imputations", imputations, high=MAX_IMPUTATIONS)
 
 
 def _count_missing(adata: Any, layer: str | None) -> int:

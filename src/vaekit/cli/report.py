@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from vaekit.analysis._limits import MAX_DRAWS, check_count
 from vaekit.cli.common import (
     ANNOTATIONS,
     DATA,
@@ -15,11 +16,14 @@ from vaekit.cli.common import (
     QUIET,
     TRANSPOSE,
     app,
+    check_figure_path,
     conditions,
     plot_app,
     read,
     status,
 )
+
+MAX_IMAGES = 1000  # images in one figure of reconstructions: beyond, nothing can be seen
 
 
 @app.command(rich_help_panel="Look inside a model")
@@ -45,6 +49,8 @@ def report(
     from vaekit.report import build_report, check_report_path
 
     check_report_path(out)
+    check_count("-k", importance_samples, low=0, high=MAX_DRAWS)
+    check_count("--max-rows", max_rows)
     model = vaekit.load(model_dir)
     adata = read(data, transpose, annotations, layer)
     with status(quiet, f"writing the report on {adata.n_obs} samples..."):
@@ -71,9 +77,9 @@ def report(
 def plot_training(model_dir: Path = MODEL, out: Path = OUT) -> None:
     """Loss, reconstruction and KL per epoch, train against validation (.png, .svg or .pdf)."""
     import vaekit
-    from vaekit.plot import figure_format, save_figure, training_curves
+    from vaekit.plot import save_figure, training_curves
 
-    figure_format(out)
+    check_figure_path(out)
     model = vaekit.load(model_dir)
     save_figure(training_curves(model), out)
     typer.echo(f"wrote the curves of {len(model.history_)} epochs to {out}")
@@ -92,10 +98,11 @@ def plot_reconstructions(
     """Reconstructions of DATA: images above their reconstructions for image models, else
     reconstructed against observed values and each feature's correlation."""
     import vaekit
-    from vaekit.plot import figure_format, reconstruction_pairs, reconstruction_scatter, save_figure
+    from vaekit.plot import reconstruction_pairs, reconstruction_scatter, save_figure
     from vaekit.plot._data import image_shape
 
-    figure_format(out)
+    check_figure_path(out)
+    check_count("-n", n, high=MAX_IMAGES)
     model = vaekit.load(model_dir)
     adata = read(data, transpose, annotations, layer)
     if image_shape(model) is not None:
