@@ -183,10 +183,18 @@ def _parse(path: Path, sep: str, text_columns: list[str], width: int) -> pa.Tabl
     read = pacsv.ReadOptions(block_size=max(16 << 20, 32 * width))
     convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in text_columns})
     try:
-        with opened(path) as f:
-            return pacsv.read_csv(f, read, pacsv.ParseOptions(delimiter=sep), convert)
+        return pacsv.read_csv(_buffer(path), read, pacsv.ParseOptions(delimiter=sep), convert)
     except pa.ArrowInvalid as err:
         raise _parse_error(path, sep, err, convert) from None
+
+
+def _buffer(path: Path) -> pa.BufferReader:
+    """The file's bytes (decompressed, bounded by :func:`opened`) in an Arrow buffer. Arrow's
+    read-ahead threads must not read a Python file object: one still reading while the
+    interpreter exits aborts the process ("terminate called without an active exception",
+    apache/arrow#34314)."""
+    with opened(path) as f:
+        return pa.BufferReader(f.read())
 
 
 def _parse_error(path: Path, sep: str, err: Exception, convert: pacsv.ConvertOptions) -> ValueError:
@@ -198,9 +206,8 @@ def _parse_error(path: Path, sep: str, err: Exception, convert: pacsv.ConvertOpt
         return "error"
 
     try:
-        with opened(path) as f:
-            parse = pacsv.ParseOptions(delimiter=sep, invalid_row_handler=stop)
-            pacsv.read_csv(f, pacsv.ReadOptions(use_threads=False), parse, convert)
+        parse = pacsv.ParseOptions(delimiter=sep, invalid_row_handler=stop)
+        pacsv.read_csv(_buffer(path), pacsv.ReadOptions(use_threads=False), parse, convert)
     except pa.ArrowInvalid:
         pass
     if "invalid UTF8" in str(err):
