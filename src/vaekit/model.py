@@ -309,7 +309,9 @@ def n_values(config: ModelConfig) -> int:
 
 def check_memory(config: ModelConfig, copies: int = COPIES) -> None:
     """Raise ValueError, before anything is allocated, when ``copies`` of the weights of
-    ``VAEModule(config)`` would not fit in :func:`vaekit._memory.available_memory`."""
+    ``VAEModule(config)`` would not fit in :func:`vaekit._memory.available_memory`; first
+    the architecture's own ``check`` (its size needs a config it can build)."""
+    get_architecture(config.architecture).check(config)
     n = n_values(config)
     need = copies * BYTES_PER_VALUE * n
     free = _memory.available_memory()
