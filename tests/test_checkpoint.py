@@ -327,3 +327,17 @@ def test_sigterm_exits_143_with_one_line_saying_how_to_resume(tmp_path):
     assert len(err) == 1 and err[0].startswith("error: training interrupted by SIGTERM"), err
     assert err[0].endswith("--checkpoint-dir " + str(ckpt) + " --quiet --resume"), err
     assert not (tmp_path / "m").exists()
+
+
+def test_a_damaged_newest_checkpoint_is_skipped_for_the_one_before(X, tmp_path, monkeypatch,
+                                                                   uninterrupted):
+    interrupt_at(monkeypatch, 20)
+    with pytest.raises(TrainingInterrupted):
+        vaekit.VAE(epochs=8, checkpoint_dir=tmp_path, **SETTINGS).fit(X)
+    monkeypatch.undo()
+    newest = sorted(tmp_path.iterdir())[-1]
+    (newest / "tensors.safetensors").write_bytes(b"\0" * 100)  # damaged on disk
+    with pytest.warns(UserWarning, match=f"skipping {newest}"):
+        resumed = vaekit.VAE(epochs=8, checkpoint_dir=tmp_path, **SETTINGS).fit(X, resume=True)
+    same_run(resumed, uninterrupted)
+    assert resumed.resumes_ == [{"epoch": 2, "step": 0}]

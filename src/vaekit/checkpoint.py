@@ -287,15 +287,23 @@ class Checkpoints:
 
     def latest(self) -> Snapshot | None:
         """The newest readable checkpoint, checked against this run's identity; None when
-        there is none yet (a run killed before its first checkpoint starts afresh)."""
-        for path in reversed(self.complete()):
+        there is none yet (a run killed before its first checkpoint starts afresh). One
+        damaged on disk is skipped for an older one; when all are, raise rather than start
+        afresh over them."""
+        found = self.complete()
+        for path in reversed(found):
             try:
                 snap = read(path)
-            except ValueError as err:  # damaged on disk after it was written: an older one
+            except ValueError as err:
                 warnings.warn(f"skipping {path}: {err}", stacklevel=2)
                 continue
             self.check(snap, path)
             return snap
+        if found:
+            raise ValueError(
+                f"no readable checkpoint in {self.folder} (all {len(found)} are damaged); "
+                "remove the folder, or give another checkpoint_dir, to train afresh"
+            )
         return None
 
     def check(self, snap: Snapshot, path: Path) -> None:
