@@ -250,7 +250,7 @@ def train(
             weight = config.kl_weight(loop.epoch)
             step = _Step(module, data, cov, opt, config, weight)
             fitted = _fit_epoch(step, train_idx, gen, loop, stop, checkpoints, plateau)
-            record = fitted and _validate(module, data, cov, config, val_idx, train_idx, fitted)
+            record = fitted and _validate(step, val_idx, train_idx, fitted)
             if record is None:  # NaN or inf: back to the last good state, half the rate
                 loop = _roll_back(good, module, opt, plateau, gen, loop)
                 continue
@@ -347,15 +347,10 @@ def _roll_back(
 
 
 def _validate(
-    module: VAEModule,
-    data: Rows,
-    cov: torch.Tensor | None,
-    config: TrainConfig,
-    val_idx: torch.Tensor,
-    train_idx: torch.Tensor,
-    record: dict[str, float],
+    step: _Step, val_idx: torch.Tensor, train_idx: torch.Tensor, record: dict[str, float]
 ) -> dict[str, float] | None:
     """The epoch's record with the validation loss and latent usage; None if not finite."""
+    module, data, cov, config = step.module, step.data, step.cov, step.config
     if len(val_idx):
         # At the full KL weight, so that epochs compare across the warm-up.
         val, usage = validation_loss(
