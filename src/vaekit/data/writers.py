@@ -14,8 +14,8 @@ import pandas as pd
 
 from vaekit.atomic import atomic_dir, atomic_file, check_parent
 
-# Bytes a temporary name adds to the output name (".NAME.XXXXXXXX.tmp", ".NAME.old-XXXXXXXX"):
-# a name within this much of the file system's limit could be written but not atomically.
+# Bytes kept free below the file system's name limit, a margin for the names vaekit.atomic
+# derives from the output's (it also shortens long names in its temporaries).
 TEMP_NAME_BYTES = 16
 
 
