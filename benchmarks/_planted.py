@@ -63,7 +63,7 @@ class Plan:
 
 @dataclass
 class Planted:
-    """Planted counts and their ground truth; per-cell arrays are (n_cells,), per-gene (n_genes,)."""
+    """Planted counts and their truth; per-cell arrays are (n_cells,), per-gene (n_genes,)."""
 
     counts: np.ndarray  # (n_cells, n_genes) int32
     cell_type: np.ndarray  # str, "type1".."type8"
@@ -99,7 +99,7 @@ def stratified_split(strata: np.ndarray, shares: tuple[float, ...], rng) -> np.n
     for value in np.unique(strata):
         idx = rng.permutation(np.flatnonzero(strata == value))
         ends = np.round(cuts * len(idx)).astype(int)
-        for p, (lo, hi) in enumerate(zip(np.r_[0, ends[:-1]], ends)):
+        for p, (lo, hi) in enumerate(zip(np.r_[0, ends[:-1]], ends, strict=True)):
             part[idx[lo:hi]] = p
     return part
 
