@@ -45,3 +45,29 @@ CASES = [
          lambda k: ["train", k.table, "-o", k.tmp / "m", "--preset", "single_cell",
                     "--epochs", "1", "-q"], match="count"),
 ]
+
+
+def _trained(k: Kit, new_batch: bool = True) -> list:
+    """A single-cell model trained on batches a and b, and a query: the same cells, in a new
+    batch c where ``new_batch``."""
+    from corpus import run
+
+    args = _counts(k)
+    assert run([*args, "--batch", "batch", "--labels", "cell_type"]).code == 0
+    obs = k.tmp / "obs.tsv"
+    query = k.write("query.tsv", obs.read_text().replace("\tb\t", "\tc\t" if new_batch
+                                                         else "\tb\t"))
+    return ["extend", k.tmp / "m", k.tmp / "counts.csv", "--annotations", query, "-o",
+            k.tmp / "m2", "--epochs", "1", "-q"]
+
+
+CASES += [
+    Case("labels/extend-ok", lambda k: [*_trained(k), "--batch", "batch"], code=0),
+    Case("labels/extend-default-batch-column", _trained, code=0),
+    Case("labels/extend-no-new-batch", lambda k: _trained(k, new_batch=False),
+         match="nothing new to map"),
+    Case("labels/extend-unknown-label",
+         lambda k: [*_trained(k), "--labels", "batch"], match="not among the classes"),
+    Case("labels/extend-batch-column-missing",
+         lambda k: [*_trained(k), "--batch", "lab"], match="no column"),
+]

@@ -119,6 +119,44 @@ app.command(rich_help_panel="Train and use a model")(train)
 
 
 @app.command(rich_help_panel="Train and use a model")
+def extend(
+    model_dir: Path = MODEL,
+    data: Path = DATA,
+    out: Path = OUT,
+    batch: str = typer.Option(
+        None, "--batch", help="Annotation column(s) of the query's batches, a,b (default: the "
+        "model's condition columns)."
+    ),
+    labels: str = typer.Option(None, "--labels", help="Annotation column of query labels."),
+    epochs: int = typer.Option(None, "--epochs", min=1, help="Most epochs of query training."),
+    seed: int = typer.Option(None, "--seed", min=0, help="Random seed."),
+    transpose: bool = TRANSPOSE,
+    annotations: Path = ANNOTATIONS,
+    layer: str = LAYER,
+    quiet: bool = QUIET,
+) -> None:
+    """Map a query's new batches onto a trained model (scArches): only the new batches'
+    weights are trained, and the extended model is saved to OUT; the reference's latent
+    coordinates do not move."""
+    import vaekit
+    from vaekit.data.writers import check_output_dir
+
+    check_output_dir(out, MODEL_FILES)
+    model = vaekit.load(model_dir)
+    model.verbose = not quiet
+    adata = read(data, transpose, annotations, layer)
+    y = batch.split(",") if batch else conditions(model)
+    model.extend(adata, y, labels=labels or None, epochs=epochs, seed=seed)
+    model.save(out, metadata={**model.metadata_, "extended": shlex.join(["vaekit",
+                                                                         *sys.argv[1:]])})
+    added = model.mapped_[-1]
+    typer.echo(
+        f"mapped {added['cells']} cells of new batches {added['batches']} in "
+        f"{added['epochs']} epochs ({added['seconds']:.1f} s); saved the model to {out}/"
+    )
+
+
+@app.command(rich_help_panel="Train and use a model")
 def encode(
     model_dir: Path = MODEL,
     data: Path = DATA,
