@@ -435,10 +435,14 @@ class _Step:
     def __call__(self, idx: torch.Tensor) -> torch.Tensor:
         """Take one step on the rows ``idx``; return the (3,) float64 loss sums."""
         module, config = self.module, self.config
+        # Labels only when there are some: the loss of a model without a classifier takes
+        # none (and a module from elsewhere need not know the keywords).
+        supervised = {} if self.labels is None else {
+            "labels": _rows(self.labels, idx), "label_weight": config.classification_weight
+        }
         out = module.loss(
             self.data.take(idx), _rows(self.cov, idx), self.kl_weight,
-            iw_samples=config.iw_samples, labels=_rows(self.labels, idx),
-            label_weight=config.classification_weight,
+            iw_samples=config.iw_samples, **supervised,
         )
         self.opt.zero_grad(set_to_none=True)
         loss = out.loss

@@ -119,6 +119,44 @@ app.command(rich_help_panel="Train and use a model")(train)
 
 
 @app.command(rich_help_panel="Train and use a model")
+def extend(
+    model_dir: Path = MODEL,
+    data: Path = DATA,
+    out: Path = OUT,
+    batch: str = typer.Option(
+        None, "--batch", help="Annotation column(s) of the query's batches, a,b (default: the "
+        "model's condition columns)."
+    ),
+    labels: str = typer.Option(None, "--labels", help="Annotation column of query labels."),
+    epochs: int = typer.Option(None, "--epochs", min=1, help="Most epochs of query training."),
+    seed: int = typer.Option(None, "--seed", min=0, help="Random seed."),
+    transpose: bool = TRANSPOSE,
+    annotations: Path = ANNOTATIONS,
+    layer: str = LAYER,
+    quiet: bool = QUIET,
+) -> None:
+    """Map a query's new batches onto a trained model (scArches): only the new batches'
+    weights are trained, and the extended model is saved to OUT; the reference's latent
+    coordinates do not move."""
+    import vaekit
+    from vaekit.data.writers import check_output_dir
+
+    check_output_dir(out, MODEL_FILES)
+    model = vaekit.load(model_dir)
+    model.verbose = not quiet
+    adata = read(data, transpose, annotations, layer)
+    y = batch.split(",") if batch else conditions(model)
+    model.extend(adata, y, labels=labels or None, epochs=epochs, seed=seed)
+    model.save(out, metadata={**model.metadata_, "extended": shlex.join(["vaekit",
+                                                                         *sys.argv[1:]])})
+    added = model.mapped_[-1]
+    typer.echo(
+        f"mapped {added['cells']} cells of new batches {added['batches']} in "
+        f"{added['epochs']} epochs ({added['seconds']:.1f} s); saved the model to {out}/"
+    )
+
+
+@app.command(rich_help_panel="Train and use a model")
 def encode(
     model_dir: Path = MODEL,
     data: Path = DATA,
@@ -127,10 +165,14 @@ def encode(
     annotations: Path = ANNOTATIONS,
     layer: str = LAYER,
 ) -> None:
-    """Latent coordinates (posterior means) of DATA, keyed by sample ID.
+    """Latent coordinates (posterior means) of DATA, keyed by sample ID; for a model fitted
+    with labels, also each sample's predicted label and its probability.
 
-    For .h5ad input, OUT is a copy of the file with obsm["X_vaekit"].
+    For .h5ad input, OUT is a copy of the file with obsm["X_vaekit"] (and obs["vaekit_label"],
+    obs["vaekit_label_probability"], obsm["vaekit_label_probabilities"]).
     """
+    import pandas as pd
+
     import vaekit
     from vaekit.data.writers import check_output, write_h5ad, write_table
 
@@ -139,16 +181,29 @@ def encode(
     model = vaekit.load(model_dir)
     adata = read(data, transpose, annotations, layer)
     latent = model.transform(adata, conditions(model))
+    labels, proba = (None, None)
+    if getattr(model, "labels_", None) is not None:
+        labels, proba = model.predict_labels(adata, conditions(model))
+        proba.index = adata.obs_names
     if h5ad:
         adata.obsm["X_vaekit"] = latent
+        if labels is not None:
+            adata.obs["vaekit_label"] = pd.Categorical([str(v) for v in labels])
+            adata.obs["vaekit_label_probability"] = proba.max(axis=1).to_numpy()
+            adata.obsm["vaekit_label_probabilities"] = proba.set_axis(
+                [str(c) for c in proba.columns], axis=1
+            )
         write_h5ad(adata, out)
     else:
-        import pandas as pd
-
-        write_table(
-            pd.DataFrame(latent, index=adata.obs_names, columns=model.get_feature_names_out()), out
-        )
-    typer.echo(f"wrote {latent.shape[1]} latent features of {latent.shape[0]} samples to {out}")
+        table = pd.DataFrame(latent, index=adata.obs_names, columns=model.get_feature_names_out())
+        if labels is not None:
+            table["label"] = labels
+            table["label_probability"] = proba.max(axis=1).to_numpy()
+        write_table(table, out)
+    also = "" if labels is None else " with predicted labels"
+    typer.echo(
+        f"wrote {latent.shape[1]} latent features of {latent.shape[0]} samples{also} to {out}"
+    )
 
 
 @app.command(rich_help_panel="Train and use a model")
