@@ -7,11 +7,15 @@ whose truth is then known, using only binomial thinning (a count ``x`` becomes
 
 1. **Differential expression** (applied first). One cell type (``de_type``) is split at random
    into two halves, A and B, of one biological population: between them nothing differs but
-   what is planted. ``n_de`` genes, drawn among those with a mean count >= ``de_min_mean`` in
-   that type, get a log2 fold change ``lfc`` (A over B) with ``|lfc| ~ U(lfc_range)`` and a
-   random sign. A gene with ``lfc > 0`` is thinned in B's cells with ``p = 2**-lfc``; one with
-   ``lfc < 0`` in A's cells with ``p = 2**lfc``. So ``E[x_A] / E[x_B] = 2**lfc`` exactly, and
-   every other gene has a true fold change of 1 (the null).
+   what is planted. ``n_de`` genes, drawn among those with a mean count in that type between
+   ``de_min_mean`` and ``de_max_mean``, get a log2 fold change ``lfc`` (A over B) with
+   ``|lfc| ~ U(lfc_range)``. A gene with ``lfc > 0`` is thinned in B's cells with
+   ``p = 2**-lfc``; one with ``lfc < 0`` in A's cells with ``p = 2**lfc``. So
+   ``E[x_A] / E[x_B] = 2**lfc`` exactly, and every other gene has a true fold change of 1
+   (the null). The signs are not random but balanced (``balanced_signs``) so that A and B
+   lose about the same number of counts: otherwise the null genes' shares of the library,
+   which is what model-based DE compares, would differ between A and B (a first version with
+   random signs and no cap on the mean cut B's libraries by a third).
 2. **Batches**. Cells are split into ``len(batch_shares)`` batches at random, stratified by cell
    type (every batch holds every type in the same proportions). Batch ``b`` multiplies the mean
    of gene ``g`` by
@@ -53,6 +57,7 @@ class Plan:
     de_type: int = 1
     n_de: int = 100
     de_min_mean: float = 0.1
+    de_max_mean: float = 2.0
     lfc_range: tuple[float, float] = (0.5, 2.0)
     heldout: float = 0.1
     hidden_batch: int = 2
@@ -112,15 +117,32 @@ def plant_de(X: np.ndarray, y: np.ndarray, plan: Plan, rng) -> tuple[np.ndarray,
     in_a = rng.permutation(len(members)) < len(members) // 2
     group = np.full(len(y), "rest", dtype=object)
     group[members[in_a]], group[members[~in_a]] = "A", "B"
-    candidates = np.flatnonzero(X[members].mean(0) >= plan.de_min_mean)
+    mean = X[members].mean(0)
+    candidates = np.flatnonzero((mean >= plan.de_min_mean) & (mean <= plan.de_max_mean))
     genes = np.sort(rng.choice(candidates, size=min(plan.n_de, len(candidates)), replace=False))
+    size = rng.uniform(*plan.lfc_range, size=len(genes))
     lfc = np.zeros(X.shape[1])
-    lfc[genes] = rng.uniform(*plan.lfc_range, size=len(genes)) * rng.choice([-1, 1], len(genes))
+    lfc[genes] = size * balanced_signs(mean[genes] * (1 - 2.0**-size))
     for g in genes:
         # Thin the group that should be lower: B for an up gene, A for a down one.
         cells = members[~in_a] if lfc[g] > 0 else members[in_a]
         X[cells, g] = rng.binomial(X[cells, g], 2.0 ** -abs(lfc[g]))
     return group.astype(str), lfc
+
+
+def balanced_signs(removed: np.ndarray) -> np.ndarray:
+    """+1 / -1 per gene so that the counts thinned away from A and from B are about equal.
+
+    Thinning takes ``removed[g]`` counts per cell from one group; were one group to lose more,
+    every other gene's share of its library would rise, and the null genes would differ
+    between A and B in normalised expression (what model-based DE compares). Greedy: the
+    largest removals first, each to the group that has lost less so far.
+    """
+    signs, lost = np.zeros(len(removed)), {1: 0.0, -1: 0.0}  # +1 thins B, -1 thins A
+    for g in np.argsort(-removed, kind="stable"):
+        side = 1 if lost[1] <= lost[-1] else -1
+        signs[g], lost[side] = side, lost[side] + removed[g]
+    return signs
 
 
 def plant_batches(X: np.ndarray, batch: np.ndarray, plan: Plan, rng) -> np.ndarray:
