@@ -114,6 +114,16 @@ def fit(args: argparse.Namespace) -> None:
     (out / "info.json").write_text(json.dumps(info, indent=1))
 
 
+def time_scvi(args: argparse.Namespace) -> None:
+    """Seconds of SCVI setup + train() for --max-epochs epochs, printed as one JSON line."""
+    import anndata
+
+    set_threads(args.threads, args.seed)
+    train = anndata.read_h5ad(Path(args.work) / "train.h5ad")
+    _, info = train_scvi(train, args.max_epochs)
+    print("TIMING " + json.dumps(info), flush=True)
+
+
 # ---------------------------------------------------------------------------- scoring
 def knn_accuracy(emb: np.ndarray, labels: np.ndarray, seed: int) -> float:
     """5-fold cross-validated accuracy of a 15-nearest-neighbour classifier of the cell types."""
@@ -194,12 +204,17 @@ def main() -> None:
     p_fit.add_argument("--threads", type=int, default=2)
     p_fit.add_argument("--n-draws", type=int, default=1000)
     p_fit.add_argument("--max-epochs", type=int, default=None)
+    p_time = sub.add_parser("time")
+    p_time.add_argument("work")
+    p_time.add_argument("--seed", type=int, default=0)
+    p_time.add_argument("--threads", type=int, default=2)
+    p_time.add_argument("--max-epochs", type=int, default=10)
     p_score = sub.add_parser("score")
     p_score.add_argument("work")
     p_score.add_argument("--embedding", action="append", default=[], help="NAME=PATH.npy")
     p_score.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    {"fit": fit, "score": score}[args.step](args)
+    {"fit": fit, "time": time_scvi, "score": score}[args.step](args)
 
 
 if __name__ == "__main__":
