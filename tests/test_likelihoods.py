@@ -321,3 +321,33 @@ def test_conv_takes_a_new_likelihood_as_its_per_pixel_attribute_says(per_pixel, 
             return
         assert model.fit(X).settings_["architecture"] == "conv"
         assert model.reconstruct(X).shape == X.shape
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_mean_dispersion_nb_matches_torch_and_scipy_in_float64(sparse):
+    """vaekit's NB log-probability (lgamma terms on the non-zero entries only, on the CPU)
+    equals torch's general formula and scipy's, values and gradients, up to float64
+    rounding."""
+    from torch.distributions import NegativeBinomial
+
+    from vaekit.likelihoods import MeanDispersionNB
+
+    g = torch.Generator().manual_seed(0)
+    log_mean = (torch.randn(64, 40, dtype=torch.float64, generator=g) * 2).requires_grad_()
+    log_theta = (torch.randn(40, dtype=torch.float64, generator=g) * 1.5).requires_grad_()
+    x = torch.poisson(log_mean.detach().exp() * (torch.rand(64, 40, generator=g) < 0.3),
+                      generator=g)
+    assert 0.5 < float((x == 0).double().mean()) < 0.95  # mostly zeros, as counts are
+    ours = MeanDispersionNB(log_mean, log_theta).log_prob_by(x, sparse=sparse)
+    theirs = NegativeBinomial(total_count=log_theta.exp(), logits=log_mean - log_theta,
+                              validate_args=False).log_prob(x)
+    # each value is a sum of a few terms of size ~|x log mu| + lgamma: float64 rounding
+    scale = float(theirs.abs().max()) + 1.0
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e3 * np.finfo(np.float64).eps * scale)
+    grad_ours = torch.autograd.grad(ours.sum(), (log_mean, log_theta))
+    grad_theirs = torch.autograd.grad(theirs.sum(), (log_mean, log_theta))
+    for a, b in zip(grad_ours, grad_theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+    mu, theta = log_mean.detach().exp().numpy(), log_theta.detach().exp().numpy()
+    ref = stats.nbinom.logpmf(x.numpy(), theta, theta / (theta + mu))
+    np.testing.assert_allclose(ours.detach().numpy(), ref, rtol=1e-9, atol=1e-9)
