@@ -13,6 +13,7 @@ from vaekit._lazy import lazy_exports
 if TYPE_CHECKING:
     from vaekit.analysis.anomaly import anomaly_score, calibrate, contributions
     from vaekit.analysis.associations import associate
+    from vaekit.analysis.differential import differential_expression
     from vaekit.analysis.evaluation import evaluate
     from vaekit.analysis.generation import generate
     from vaekit.analysis.interpretation import heaviest, high_weight_genes, loadings, top_genes
@@ -35,6 +36,7 @@ _EXPORTS = {
     "associate": "vaekit.analysis.associations",
     "calibrate": "vaekit.analysis.anomaly",
     "contributions": "vaekit.analysis.anomaly",
+    "differential_expression": "vaekit.analysis.differential",
     "evaluate": "vaekit.analysis.evaluation",
     "generate": "vaekit.analysis.generation",
     "heaviest": "vaekit.analysis.interpretation",
@@ -55,6 +57,7 @@ __all__ = [
     "associate",
     "calibrate",
     "contributions",
+    "differential_expression",
     "evaluate",
     "generate",
     "heaviest",
