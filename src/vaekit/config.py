@@ -87,6 +87,13 @@ class ModelConfig:
         NaN set to 0 next to the 0/1 mask of observed entries (twice the features; for images,
         twice the channels), as partial VAEs do (Ma et al. 2019; Mattei & Frellsen 2019), and
         the likelihood sums over observed entries only.
+    encode_covariates : bool
+        Whether the conditions enter the encoder as well as the decoder. With False (scVI's
+        default) z is computed from x alone, so the latent coordinates of a sample need no
+        condition, also one the model has not seen (a new batch).
+    n_labels : int
+        Classes of the label classifier on the posterior mean (scANVI's idea: trained jointly
+        on the samples that have a label); 0 for none.
     mask_rate : float
         With ``missing="mask"``, in training only: each sample hides a share u ~ U(0,
         mask_rate) of its observed entries from the encoder (not from the likelihood), so that
@@ -109,6 +116,8 @@ class ModelConfig:
     conv_channels: tuple[int, ...] = (32, 64, 128)
     missing: str = "error"
     mask_rate: float = 0.0
+    encode_covariates: bool = True
+    n_labels: int = 0
 
     def __post_init__(self) -> None:
         if self.missing not in MISSING:
@@ -120,6 +129,8 @@ class ModelConfig:
                 f"mask_rate={self.mask_rate} hides entries from a mask-aware encoder; "
                 "set missing='mask' as well"
             )
+        if self.n_labels == 1 or self.n_labels < 0:
+            raise ValueError(f"n_labels must be 0 (no classifier) or >= 2; got {self.n_labels}")
         if self.decoder not in DECODERS:
             raise ValueError(f"unknown decoder {self.decoder!r}; choose one of {list(DECODERS)}")
         if not DECODERS[self.decoder].hidden_layers and self.decoder_hidden:
@@ -145,12 +156,13 @@ class ModelConfig:
     def encoder_config(self) -> ModelConfig:
         """The configuration the encoder body is built from: with ``missing="mask"`` it reads
         x and its mask, so twice the features (for images, twice the channels: the mask is
-        one more map per channel)."""
-        if self.missing != "mask":
-            return self
-        shape = self.image_shape
+        one more map per channel); without ``encode_covariates`` it reads no condition."""
+        c = self if self.encode_covariates else replace(self, n_covariates=0)
+        if c.missing != "mask":
+            return c
+        shape = c.image_shape
         shape = None if shape is None else (2 * shape[0], *shape[1:])
-        return replace(self, n_input=2 * self.n_input, image_shape=shape)
+        return replace(c, n_input=2 * c.n_input, image_shape=shape)
 
     @property
     def output_batch_norm(self) -> bool:
@@ -201,6 +213,7 @@ class TrainConfig:
     checkpoint_dir: str | None = None
     checkpoint_minutes: float | None = 10.0
     keep_checkpoints: int = 2
+    classification_weight: float = 50.0
     seed: int | None = None
 
     def kl_weight(self, epoch: int) -> float:

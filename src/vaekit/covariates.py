@@ -62,16 +62,37 @@ class CovariateEncoder:
 
     def transform(self, y: Any, n: int, broadcast: bool = False) -> torch.Tensor:
         """(n, width) float32 tensor; with ``broadcast``, a single row of y is repeated n times."""
+        frame = self._matched(y, n, broadcast)
+        parts = [c.encode(frame[c.name]) for c in self.columns]
+        return torch.from_numpy(np.concatenate(parts, axis=1).astype(np.float32))
+
+    def _matched(self, y: Any, n: int, broadcast: bool = False) -> pd.DataFrame:
+        """y as a frame whose columns are the model's conditions, by name or by position."""
         frame = _as_frame(y, n, broadcast=broadcast)
-        names = [c.name for c in self.columns]
+        names = self.names
         if len(frame.columns) != len(names):
             raise ValueError(f"y has {len(frame.columns)} column(s); the model expects {names}")
         frame.columns = names if _default_names(frame) else [str(c) for c in frame.columns]
         missing = [n_ for n_ in names if n_ not in frame.columns]
         if missing:
             raise ValueError(f"y lacks column(s) {missing}; the model expects {names}")
-        parts = [c.encode(frame[c.name]) for c in self.columns]
-        return torch.from_numpy(np.concatenate(parts, axis=1).astype(np.float32))
+        return frame
+
+    def extended(self, y: Any, n: int) -> CovariateEncoder:
+        """A copy whose categorical columns also hold the categories of y they lack, appended
+        in sorted order (new batches of a query: :func:`vaekit.analysis.extend`)."""
+        frame = self._matched(y, n)
+        columns = []
+        for c in self.columns:
+            categories = c.categories
+            if c.kind == "categorical":
+                known = {str(v) for v in categories}
+                seen = {_plain(v) for v in frame[c.name]}
+                new = sorted((v for v in seen if str(v) not in known),
+                             key=lambda v: (str(type(v)), v))
+                categories = [*categories, *new]
+            columns.append(Covariate(c.name, c.kind, categories, c.mean, c.std))
+        return CovariateEncoder(columns)
 
     def parse(self, text: str | float) -> object:
         """The value of a one-column condition written as text: the category whose text it is,
@@ -91,6 +112,46 @@ class CovariateEncoder:
         raise ValueError(
             f"condition {text!r} is not a category of {column.name!r}: {column.categories[:20]}"
         )
+
+    def block(self, name: str) -> tuple[int, int]:
+        """(start, stop) of column ``name``'s part of the encoded vector."""
+        start = 0
+        for c in self.columns:
+            if c.name == name:
+                return start, start + c.width
+            start += c.width
+        raise ValueError(f"the model has no condition {name!r}; its conditions: {self.names}")
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def batch_column(self, key: str | None = None) -> Covariate:
+        """The categorical condition that a batch is a category of: ``key``, or the only
+        categorical condition."""
+        found = [c for c in self.columns if c.kind == "categorical" and key in (None, c.name)]
+        if len(found) != 1:
+            kinds = {c.name: c.kind for c in self.columns}
+            raise ValueError(
+                f"cannot tell which condition is the batch among {kinds}: pass it as "
+                "batch={column: category}" if key is None else
+                f"{key!r} is not a categorical condition of the model; its conditions: {kinds}"
+            )
+        return found[0]
+
+    def with_category(self, cov: torch.Tensor, name: str, category: Any) -> torch.Tensor:
+        """``cov`` (n, width) with condition ``name`` set to ``category`` in every row."""
+        column = self.batch_column(name)
+        known = [str(c) for c in column.categories]
+        if str(category) not in known:
+            raise ValueError(
+                f"{category!r} is not a category of {name!r}: {column.categories[:20]}"
+            )
+        start, stop = self.block(name)
+        out = cov.clone()
+        out[:, start:stop] = 0
+        out[:, start + known.index(str(category))] = 1
+        return out
 
     def to_dict(self) -> list[dict]:
         return [asdict(c) for c in self.columns]

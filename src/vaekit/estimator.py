@@ -27,6 +27,7 @@ from vaekit.covariates import CovariateEncoder
 from vaekit.data import DenseRows, SparseRows, as_rows
 from vaekit.data.preprocess import Preprocessor
 from vaekit.iwae import log_likelihood as iwae_log_likelihood
+from vaekit.labels import LabelClasses, resolve_labels
 from vaekit.model import VAEModule, check_memory
 from vaekit.presets import check_settings, resolve
 from vaekit.train import train
@@ -35,6 +36,7 @@ from vaekit.validation import (
     align_features,
     as_table,
     check_observed,
+    is_anndata,
     resolve_y,
 )
 
@@ -153,6 +155,13 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         mask_rate) of its observed entries from the encoder (the likelihood still scores them),
         so that the encoder learns to read partial inputs, even from complete training data:
         what makes :meth:`impute` good on data more incomplete than the training data.
+    encode_covariates : bool [True]
+        Whether the conditions y enter the encoder as well as the decoder. With False (scVI's
+        default) the latent coordinates are computed from x alone: :meth:`transform` and
+        :meth:`predict_labels` need no y, and read samples of batches the model has not seen.
+    classification_weight : float [50.0]
+        With ``labels``: the weight of the label classifier's mean cross-entropy over the
+        labelled samples of a minibatch, added to its loss (scANVI's ``classification_ratio``).
     checkpoint_dir : str or PathLike [None]
         A folder of its own for training checkpoints (created if missing): one after every
         epoch, and on SIGINT or SIGTERM after the step under way; ``fit(X, resume=True)``
@@ -186,6 +195,8 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     feature_names_in_ : ndarray of str
         Set when X had feature names (a DataFrame or an AnnData).
     covariates_ : CovariateEncoder or None
+    labels_ : ndarray or None
+        The label classes, fitted with ``labels``.
     image_shape_ : tuple of int or None
         (H, W) or (C, H, W): ``image_shape``, else that of images read by :func:`vaekit.read`.
     training_seconds_ : float
@@ -235,6 +246,8 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         max_minutes: float | None = None,
         missing: str | None = None,
         mask_rate: float | None = None,
+        encode_covariates: bool | None = None,
+        classification_weight: float | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
         checkpoint_minutes: float | None = None,
         keep_checkpoints: int | None = None,
@@ -271,6 +284,8 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.max_minutes = max_minutes
         self.missing = missing
         self.mask_rate = mask_rate
+        self.encode_covariates = encode_covariates
+        self.classification_weight = classification_weight
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_minutes = checkpoint_minutes
         self.keep_checkpoints = keep_checkpoints
@@ -280,7 +295,13 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
     def fit(
-        self, X: Any, y: Any = None, *, layer: str | None = None, resume: bool = False
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        labels: Any = None,
+        layer: str | None = None,
+        resume: bool = False,
     ) -> BaseVAE:
         """Train on X (samples x features), conditioned on y when given.
 
@@ -288,7 +309,12 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         ----------
         X : array-like, DataFrame, sparse matrix, tensor or AnnData, (n_samples, n_features)
         y : array-like, DataFrame, or the name(s) of AnnData ``obs`` columns, optional
-            Conditions: float columns are continuous, all others categorical.
+            Conditions: float columns are continuous, all others categorical (a batch, say).
+        labels : array-like or the name of an AnnData ``obs`` column, optional
+            A label per sample (a cell type), missing or ``"unknown"`` where not known: a
+            classifier on the latent space learns them jointly with the VAE (scANVI's idea,
+            Xu et al. 2021), weighted by ``classification_weight``; :meth:`predict_labels`
+            then labels any sample. ``labels_`` holds the classes.
         layer : str, optional
             The AnnData layer to use instead of ``X``.
         resume : bool
@@ -323,6 +349,9 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         y = resolve_y(X, y)
         covariates = None if y is None else CovariateEncoder.fit(y, data.X.shape[0])
         cov = None if y is None else covariates.transform(y, data.X.shape[0]).to(self._device)
+        label_values = resolve_labels(X, labels, data.X.shape[0])
+        classes = None if label_values is None else LabelClasses.fit(label_values)
+        targets = None if classes is None else classes.encode(label_values).to(self._device)
         seed = fitting.training_seed(self.seed, settings, resume)
         rows = as_rows(data.X, self._device)
         n_input = len(preprocessor.features_)
@@ -330,8 +359,11 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         settings["architecture"] = settings["architecture"] or fitting.auto_architecture(
             settings, n_input, cov, chw
         )
-        config = fitting.model_config(settings, n_input, cov, chw)
-        checkpoints = fitting.checkpoints(settings, seed, config, table, y)
+        n_labels = 0 if classes is None else len(classes.classes)
+        config = fitting.model_config(settings, n_input, cov, chw, n_labels)
+        checkpoints = fitting.checkpoints(
+            settings, seed, config, table, _with_labels(y, label_values)
+        )
         # Training holds the weights, their gradients, Adam's two moments, the best weights
         # and the roll-back copy: six copies, checked before any is allocated.
         check_memory(config, copies=TRAINING_COPIES)
@@ -345,6 +377,7 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                     cov,
                     fitting.train_config(settings, seed),
                     progress,
+                    labels=targets,
                     checkpoints=checkpoints,
                     resume=resume,
                 )
@@ -361,6 +394,7 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             del self.feature_names_in_
         self.image_shape_ = image_shape
         self.covariates_, self.seed_, self.module_ = covariates, seed, module
+        self.labels_ = None if classes is None else np.asarray(classes.classes, dtype=object)
         self.history_ = pd.DataFrame(result.history).set_index("epoch")
         self.best_epoch_ = result.best_epoch
         self.training_seconds_ = result.seconds
@@ -370,9 +404,11 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.__dict__.pop("calibration_", None)  # a threshold of the old weights
         return self
 
-    def fit_transform(self, X: Any, y: Any = None, *, layer: str | None = None) -> np.ndarray:
+    def fit_transform(
+        self, X: Any, y: Any = None, *, labels: Any = None, layer: str | None = None
+    ) -> np.ndarray:
         """Fit, then return the posterior means of X (given y, for a conditional model)."""
-        return self.fit(X, y, layer=layer).transform(X, y, layer=layer)
+        return self.fit(X, y, labels=labels, layer=layer).transform(X, y, layer=layer)
 
     @property
     def _device(self) -> torch.device:
@@ -384,7 +420,13 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ inference
     def prepare(
-        self, X: Any, y: Any = None, *, layer: str | None = None, allow_nan: bool | None = None
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        layer: str | None = None,
+        allow_nan: bool | None = None,
+        encoder_only: bool = False,
     ) -> Prepared:
         """X and y as the module reads them, validated once before any work: X matched to the
         fitted features (by name, else by count), preprocessed and checked against the
@@ -400,6 +442,10 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         allow_nan : bool, optional
             Whether NaN (missing entries) may pass; by default only for a model fitted with
             ``missing="mask"``. Imputation takes NaN from any model.
+        encoder_only : bool
+            Only the encoder will read the rows: for a model whose encoder reads no
+            conditions (``encode_covariates=False``), y is then not needed (and not read), so
+            samples of a batch the model has not seen pass.
 
         Returns
         -------
@@ -423,8 +469,20 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             self.settings_["likelihood"],
             allow_nan,
         )
-        cov = self.encode_conditions(resolve_y(X, y), data.X.shape[0])
+        if encoder_only and not self.module_.config.encode_covariates:
+            cov = None
+        else:
+            y = resolve_y(X, self._obs_conditions(X) if y is None else y)
+            cov = self.encode_conditions(y, data.X.shape[0])
         return Prepared(given, inputs, data, as_rows(data.X, self._device), cov)
+
+    def _obs_conditions(self, X: Any) -> list[str] | None:
+        """The names of the model's conditions when X is an AnnData whose obs has them all
+        (a model reads its conditions from the columns it was trained on), else None."""
+        if self.covariates_ is None or not is_anndata(X):
+            return None
+        names = [c.name for c in self.covariates_.columns]
+        return names if all(n in X.obs.columns for n in names) else None
 
     def encode_conditions(
         self, y: Any, n: int, *, broadcast: bool = False
@@ -473,7 +531,8 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self, X: Any, y: Any = None, *, layer: str | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Posterior means and log-variances, each (n_samples, n_latent)."""
-        _, parts = self._map(X, y, layer, lambda b: self.module_.encode(b.x, b.condition))
+        prepared = self.prepare(X, y, layer=layer, encoder_only=True)
+        parts = self.map_batches(prepared, lambda b: self.module_.encode(b.x, b.condition))
         mean = torch.cat([q.loc for q in parts]).cpu().numpy()
         logvar = torch.cat([2 * q.scale.log() for q in parts]).cpu().numpy()
         return mean, logvar
@@ -629,3 +688,13 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "module_")
         saving.write(self, path, metadata)
+
+
+def _with_labels(y: Any, labels: list | None) -> Any:
+    """The conditions and the labels in one frame (what a checkpoint's data fingerprint
+    hashes, so that a resumed run has the same of both); y alone without labels."""
+    if labels is None:
+        return y
+    frame = pd.DataFrame(index=range(len(labels))) if y is None else pd.DataFrame(y).copy()
+    frame["__labels__"] = [str(v) for v in labels]
+    return frame

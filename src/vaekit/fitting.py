@@ -42,14 +42,23 @@ def model_table(
 
 
 def model_config(
-    s: dict[str, Any], n_input: int, cov: torch.Tensor | None, image_shape: tuple | None
+    s: dict[str, Any],
+    n_input: int,
+    cov: torch.Tensor | None,
+    image_shape: tuple | None,
+    n_labels: int = 0,
 ) -> ModelConfig:
     """The module's configuration: the settings that feed it (:mod:`vaekit.options`), and what
-    the data tell (``n_input``, the width of the conditions, the (C, H, W) of image rows)."""
+    the data tell (``n_input``, the width of the conditions, the (C, H, W) of image rows, the
+    number of label classes)."""
     given = {k: _frozen(s[k]) for k in feeding("model")}
     n_covariates = 0 if cov is None else cov.shape[1]
     return ModelConfig(
-        n_input=n_input, n_covariates=n_covariates, image_shape=image_shape, **given
+        n_input=n_input,
+        n_covariates=n_covariates,
+        image_shape=image_shape,
+        n_labels=n_labels,
+        **given,
     )
 
 

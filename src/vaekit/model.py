@@ -5,11 +5,13 @@ No data handling, no printing: the module can be lifted into another program unc
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution, Normal, kl_divergence
 
@@ -23,6 +25,8 @@ from vaekit.nn.mlp import with_condition
 # Bytes of one parameter (float32), and the copies of the weights that exist at once when a
 # module is built: its own, and the file's being loaded or the gradients of training.
 BYTES_PER_VALUE, COPIES = 4, 2
+# Hidden units of the label classifier (scANVI's default).
+CLASSIFIER_HIDDEN = 128
 # Values a finite parameter may still not take, by the last part of its name: exp() of a
 # log-parameter overflows float32 above log(3.4e38) = 88.7 (an infinite scale generates
 # inf), and a variance or standard deviation below 0 gives NaN.
@@ -60,6 +64,7 @@ class LossOutput:
     kl: torch.Tensor
     kl_weight: float
     posterior: Normal | None = None
+    classification: torch.Tensor | None = None  # (B,) cross-entropy, 0 without a label
 
     @property
     def elbo(self) -> torch.Tensor:
@@ -119,16 +124,28 @@ class VAEModule(nn.Module):
         # Built in this order so that a seed gives the same initial weights as before
         # architectures were pluggable.
         self.encoder = architecture.encoder(c.encoder_config)  # x, or x and its mask
-        self.z_mean = _head(self.encoder.n_out + c.n_covariates, c.n_latent, c.posterior_batch_norm)
-        self.z_logvar = _head(
-            self.encoder.n_out + c.n_covariates, c.n_latent, c.posterior_batch_norm
-        )
+        n_head = self.encoder.n_out + c.encoder_config.n_covariates
+        self.z_mean = _head(n_head, c.n_latent, c.posterior_batch_norm)
+        self.z_logvar = _head(n_head, c.n_latent, c.posterior_batch_norm)
         self.decoder = architecture.decoder(c)
         output = None if architecture.output is None else architecture.output(c)
         self.likelihood = _likelihood(c, self.decoder.n_out + c.n_covariates, output)
         # Log library sizes of the training data: where new samples get their library size.
         self.register_buffer("library_log_mean", torch.zeros(()))
         self.register_buffer("library_log_std", torch.ones(()))
+        if c.n_labels:  # built last: the other weights of a seed stay as they were
+            self.classifier = _classifier(c.n_latent, c.n_labels)
+        # Batch norms that stay in eval mode while the module trains (query mapping trains a
+        # few new weights against the reference's statistics: see vaekit.surgery).
+        self.frozen_norms = False
+
+    def train(self, mode: bool = True) -> VAEModule:
+        super().train(mode)
+        if mode and self.frozen_norms:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
 
     def encode(
         self, x: torch.Tensor, c: torch.Tensor | None = None, observed: torch.Tensor | None = None
@@ -141,6 +158,7 @@ class VAEModule(nn.Module):
         """
         if observed is None:
             observed = self.observed(x)
+        c = c if self.config.encode_covariates else None
         h = with_condition(self.encoder(self._encoder_input(x, observed), c), c)
         return Normal(self.z_mean(h), (0.5 * self.z_logvar(h)).exp(), validate_args=False)
 
@@ -192,6 +210,24 @@ class VAEModule(nn.Module):
         h = with_condition(self.decoder(z, c), c)
         return self.likelihood(h, library)
 
+    def expression(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, n_input) the expected share of each feature in a sample's counts at z, given
+        the condition c: the decoder's mean for a library size of 1, before any zero
+        inflation (scVI's ``px_scale``). Count likelihoods only."""
+        if not self.likelihood.uses_library:
+            raise ValueError(
+                f"normalised expression needs a count likelihood (poisson, nb, zinb); this "
+                f"model's is {self.config.likelihood!r}"
+            )
+        h = with_condition(self.decoder(z, c), c)
+        return self.likelihood.log_mean(h, torch.ones((len(z), 1), device=z.device)).exp()
+
+    def classify(self, qz: Normal) -> torch.Tensor:
+        """(B, n_labels) label logits from the posterior mean."""
+        if not self.config.n_labels:
+            raise ValueError("this model has no label classifier; fit it with labels=...")
+        return self.classifier(qz.loc)
+
     def library(self, x: torch.Tensor, observed: torch.Tensor | None = None) -> torch.Tensor | None:
         """(B, 1) observed library size of count data, None for other likelihoods. With
         missing entries (``observed``, by default as :meth:`log_px`), the total of the
@@ -233,13 +269,33 @@ class VAEModule(nn.Module):
         kl_weight: float = 1.0,
         generator: torch.Generator | None = None,
         iw_samples: int = 1,
+        labels: torch.Tensor | None = None,
+        label_weight: float = 0.0,
     ) -> LossOutput:
         """The negative ELBO, reconstruction + kl_weight * KL, averaged over the batch; with
         ``iw_samples`` = k > 1, the negative importance-weighted bound of Burda et al. (2016)
-        instead (``reconstruction`` is then the mean over the k draws)."""
+        instead (``reconstruction`` is then the mean over the k draws). With ``labels`` ((B,)
+        int64 class indices, -1 for a sample without one), ``label_weight`` times the
+        classifier's mean cross-entropy over the labelled samples is added (scANVI's
+        classification loss, Xu et al. 2021)."""
         batch = self.batch(x, c)  # once per step: the mask is used three times
         if iw_samples > 1:
-            return self._iw_loss(batch, kl_weight, generator, iw_samples)
+            out = self._iw_loss(batch, kl_weight, generator, iw_samples)
+        else:
+            out = self._elbo_loss(batch, kl_weight, generator)
+        return out if labels is None else self._with_labels(out, labels, label_weight)
+
+    def _with_labels(self, out: LossOutput, labels: torch.Tensor, weight: float) -> LossOutput:
+        known = labels >= 0
+        logits = self.classify(out.posterior)
+        ce = F.cross_entropy(logits, labels.clamp(min=0), reduction="none") * known
+        out.classification = ce
+        out.loss = out.loss + weight * ce.sum() / known.sum().clamp(min=1)
+        return out
+
+    def _elbo_loss(
+        self, batch: Batch, kl_weight: float, generator: torch.Generator | None
+    ) -> LossOutput:
         qz = self.encode(batch.x, batch.condition, self._hide(batch.observed))
         z = self.reparameterize(qz, generator)
         px = self.decode(z, batch.condition, batch.library)
@@ -302,9 +358,14 @@ def n_values(config: ModelConfig) -> int:
     c = config
     architecture = get_architecture(c.architecture)
     body = architecture.size(c)
-    heads = 2 * _head_size(body.encoder_out + c.n_covariates, c.n_latent, c.posterior_batch_norm)
+    n_head = body.encoder_out + c.encoder_config.n_covariates
+    heads = 2 * _head_size(n_head, c.n_latent, c.posterior_batch_norm)
     n_hidden = body.decoder_out + c.n_covariates
-    return body.values + heads + _likelihood_size(c, n_hidden, architecture.output is None) + 2
+    classifier = sum(t.numel() for t in _classifier(c.n_latent, c.n_labels, "meta").parameters())
+    return (
+        body.values + heads + _likelihood_size(c, n_hidden, architecture.output is None) + 2
+        + (classifier if c.n_labels else 0)
+    )
 
 
 def check_memory(config: ModelConfig, copies: int = COPIES) -> None:
@@ -381,6 +442,16 @@ def _likelihood(config: ModelConfig, n_hidden: int, output: nn.Module | None) ->
     architecture's ``check`` admits only likelihoods whose parameters all come from it)."""
     cls = get_likelihood(config.likelihood)
     return cls(n_hidden, config.n_input, config.output_batch_norm, out=output)
+
+
+def _classifier(n_latent: int, n_labels: int, device: str | None = None) -> nn.Module:
+    """scANVI's classifier: one hidden layer of CLASSIFIER_HIDDEN units on z."""
+    with torch.device(device) if device else contextlib.nullcontext():
+        return nn.Sequential(
+            nn.Linear(n_latent, CLASSIFIER_HIDDEN),
+            nn.ReLU(),
+            nn.Linear(CLASSIFIER_HIDDEN, max(n_labels, 1)),
+        )
 
 
 def _head(n_in: int, n_out: int, batch_norm: bool) -> nn.Module:

@@ -7,7 +7,8 @@ An anomaly-score calibration (``calibration_``), when the model has one, is stor
 ``config.json`` under ``calibration``; folders written without it load as uncalibrated models.
 The rows training held out (``validation_rows_``) are stored under
 ``training.validation_rows``; folders written without them load without the attribute. Where
-training resumed from checkpoints (``resumes_``) is under ``training.resumes``.
+training resumed from checkpoints (``resumes_``) is under ``training.resumes``. The classes
+of a label classifier (``labels_``) are under ``labels``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def write(model: Any, path: str | os.PathLike, metadata: dict | None = None) -> 
         },
         "metadata": metadata or {},
         "calibration": _calibration(model),
+        "labels": _labels(model),
     }
     weights = dict(model.module_.state_dict())
     persist.check_finite(weights, "refusing to save a model whose weights")
@@ -110,6 +112,8 @@ def read(cls: type, path: str | os.PathLike) -> Any:
     model.metadata_ = config.get("metadata") or {}
     if config.get("calibration") is not None:
         model.calibration_ = Calibration.from_dict(config["calibration"])
+    labels = config.get("labels")  # older folders lack it
+    model.labels_ = None if labels is None else np.asarray(labels, dtype=object)
     return model
 
 
@@ -141,6 +145,11 @@ def write_calibration(path: str | os.PathLike, calibration: Calibration | None) 
     config["calibration"] = None if calibration is None else calibration.to_dict()
     with atomic_file(Path(path) / persist.CONFIG_FILE) as tmp:
         tmp.write_text(json.dumps(config, indent=2))
+
+
+def _labels(model: Any) -> list | None:
+    labels = getattr(model, "labels_", None)
+    return None if labels is None else [v.item() if hasattr(v, "item") else v for v in labels]
 
 
 def _calibration(model: Any) -> dict[str, Any] | None:

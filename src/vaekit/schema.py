@@ -55,13 +55,14 @@ REQUIRED = (
     "covariates",
     "training",
 )
-OPTIONAL = ("vaekit_version", "image_shape", "metadata", "calibration")
+OPTIONAL = ("vaekit_version", "image_shape", "metadata", "calibration", "labels")
 # The fields of ModelConfig: the settings that feed it, by their own rows, and the others.
 MODEL: dict[str, Constraint] = {
     **{name: BY_NAME[name].constraint for name in feeding("model")},
     "architecture": BY_NAME["architecture"].constraint.inner,  # a module has one
     "n_input": Integer(1),
     "n_covariates": Integer(0),
+    "n_labels": Integer(0),
     "image_shape": OrNone(Sizes()),
     "conv_channels": Sizes(),
 }
@@ -154,6 +155,7 @@ def check_config(config: dict[str, Any], source: str) -> ModelConfig:
     _training(c, config["training"])
     _metadata(c, config.get("metadata"))
     _calibration(c, config.get("calibration"))
+    _labels(c, config.get("labels"), model.n_labels)
     if config.get("vaekit_version") is not None and not isinstance(config["vaekit_version"], str):
         raise c.fail("vaekit_version", "text", config["vaekit_version"])
     return model
@@ -275,6 +277,18 @@ def _preprocess(c: _Config, key: str, value: Any) -> None:
             if isinstance(item, (dict, list)):  # steps take numbers, text and flags
                 raise c.fail(f"{key}[{i}].{name}", "a number, text or true/false", item)
     c.built(key, lambda: Preprocessor(value))
+
+
+def _labels(c: _Config, value: Any, n_labels: int) -> None:
+    """The label classes: as many distinct texts or integers as the classifier's outputs."""
+    if value is None and not n_labels:
+        return
+    ok = isinstance(value, list) and all(
+        isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool)) for v in value
+    )
+    if not ok or len(value) != n_labels or len(set(value)) != len(value):
+        raise c.fail("labels", f"a list of {n_labels} distinct label classes (model.n_labels)",
+                     value)
 
 
 def _covariates(c: _Config, value: Any, width: int) -> None:

@@ -31,7 +31,10 @@ from vaekit.presets import PRESETS
 
 # What `vaekit train` reads besides the VAE's settings; feeds says where each goes.
 EXTRA: tuple[Setting, ...] = (
-    Setting("condition", None, Text(), "Annotation column(s) to condition on, a,b.", "fit"),
+    Setting("condition", None, Text(), "Annotation column(s) to condition on, a,b.", "fit",
+            ("batch",)),
+    Setting("labels", None, Text(),
+            "Annotation column of labels to learn (empty or 'unknown': unlabelled).", "fit"),
     Setting("normalize", None, Flag(), "Library-size normalisation first.", "preprocess"),
     Setting("log1p", None, Flag(), "log(1 + x) first.", "preprocess"),
     Setting("select", None, Integer(0), "Keep the N most variable features (0: all).",

@@ -187,6 +187,7 @@ def train(
     config: TrainConfig,
     callback: Callable[[int, dict[str, float]], None] | None = None,
     *,
+    labels: torch.Tensor | None = None,
     checkpoints: Checkpoints | None = None,
     resume: bool = False,
 ) -> TrainResult:
@@ -204,6 +205,10 @@ def train(
         (as :meth:`vaekit.VAE.fit` does) for identical noise and dropout.
     callback : callable, optional
         Called as ``callback(epoch, record)`` after each epoch (progress bars, logging).
+    labels : Tensor, optional
+        (n,) int64 class of each sample for the module's label classifier, -1 where unknown;
+        its cross-entropy, weighted by ``config.classification_weight``, joins the training
+        loss (the validation loss stays the negative ELBO).
     checkpoints : Checkpoints, optional
         Where to write a checkpoint after every epoch (and within long epochs), and on
         SIGINT or SIGTERM.
@@ -248,7 +253,7 @@ def train(
             else:  # resumed mid-epoch: the same shuffle again
                 gen.set_state(loop.epoch_generator)
             weight = config.kl_weight(loop.epoch)
-            step = _Step(module, data, cov, opt, config, weight)
+            step = _Step(module, data, cov, opt, config, weight, labels)
             fitted = _fit_epoch(step, train_idx, gen, loop, stop, checkpoints, plateau)
             record = fitted and _validate(step, val_idx, train_idx, fitted)
             if record is None:  # NaN or inf: back to the last good state, half the rate
@@ -425,13 +430,15 @@ class _Step:
     opt: torch.optim.Optimizer
     config: TrainConfig
     kl_weight: float
+    labels: torch.Tensor | None = None
 
     def __call__(self, idx: torch.Tensor) -> torch.Tensor:
         """Take one step on the rows ``idx``; return the (3,) float64 loss sums."""
         module, config = self.module, self.config
         out = module.loss(
             self.data.take(idx), _rows(self.cov, idx), self.kl_weight,
-            iw_samples=config.iw_samples,
+            iw_samples=config.iw_samples, labels=_rows(self.labels, idx),
+            label_weight=config.classification_weight,
         )
         self.opt.zero_grad(set_to_none=True)
         loss = out.loss

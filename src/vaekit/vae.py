@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from vaekit import saving
 from vaekit._deprecation import draws_keyword
-from vaekit.analysis import anomaly, imputation, interpretation, paths
+from vaekit.analysis import anomaly, expression, imputation, interpretation, mapping, paths
 from vaekit.estimator import BaseVAE
 
 
@@ -32,6 +32,50 @@ class VAE(BaseVAE):
         """Vary one latent feature at a time around ``x`` (or the origin), decoded; see
         :func:`vaekit.analysis.traverse`."""
         return paths.traverse(self, x, features, **kw)
+
+    # ------------------------------------------------------------------ single cell
+    def normalized_expression(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        batch: Any = None,
+        library_size: float = 1e4,
+        n_draws: int = expression.DEFAULT_DRAWS,
+        mean: bool = True,
+        seed: int = 0,
+        layer: str | None = None,
+    ) -> np.ndarray:
+        """Denoised expression per cell for a library of ``library_size`` counts, optionally
+        as if every cell came from batch ``batch``; see
+        :func:`vaekit.analysis.normalized_expression`."""
+        return expression.normalized_expression(
+            self, X, y, batch=batch, library_size=library_size, n_draws=n_draws, mean=mean,
+            seed=seed, layer=layer,
+        )
+
+    def predict_labels(
+        self, X: Any, y: Any = None, *, layer: str | None = None
+    ) -> tuple[np.ndarray, pd.DataFrame]:
+        """The label of each cell and the class probabilities, from the classifier trained
+        with ``fit(..., labels=...)``; see :func:`vaekit.analysis.predict_labels`."""
+        return expression.predict_labels(self, X, y, layer=layer)
+
+    def extend(
+        self,
+        query: Any,
+        batch: Any = None,
+        *,
+        labels: Any = None,
+        epochs: int | None = None,
+        seed: int | None = None,
+        layer: str | None = None,
+    ) -> VAE:
+        """Map a query's new batches onto this reference model, training only their own
+        weights (scArches); see :func:`vaekit.analysis.extend`."""
+        return mapping.extend(
+            self, query, batch, labels=labels, epochs=epochs, seed=seed, layer=layer
+        )
 
     # ------------------------------------------------------------------ anomalies
     @draws_keyword

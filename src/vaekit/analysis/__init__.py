@@ -15,8 +15,10 @@ if TYPE_CHECKING:
     from vaekit.analysis.associations import associate
     from vaekit.analysis.differential import differential_expression
     from vaekit.analysis.evaluation import evaluate
+    from vaekit.analysis.expression import normalized_expression, predict_labels
     from vaekit.analysis.generation import generate
     from vaekit.analysis.interpretation import heaviest, high_weight_genes, loadings, top_genes
+    from vaekit.analysis.mapping import extend
     from vaekit.analysis.paths import (
         LatentPath,
         Traversal,
@@ -38,12 +40,15 @@ _EXPORTS = {
     "contributions": "vaekit.analysis.anomaly",
     "differential_expression": "vaekit.analysis.differential",
     "evaluate": "vaekit.analysis.evaluation",
+    "extend": "vaekit.analysis.mapping",
     "generate": "vaekit.analysis.generation",
     "heaviest": "vaekit.analysis.interpretation",
     "high_weight_genes": "vaekit.analysis.interpretation",
     "interpolate": "vaekit.analysis.paths",
     "loadings": "vaekit.analysis.interpretation",
     "midpoint": "vaekit.analysis.paths",
+    "normalized_expression": "vaekit.analysis.expression",
+    "predict_labels": "vaekit.analysis.expression",
     "to_image_grid": "vaekit.analysis.paths",
     "top_genes": "vaekit.analysis.interpretation",
     "traverse": "vaekit.analysis.paths",
@@ -59,12 +64,15 @@ __all__ = [
     "contributions",
     "differential_expression",
     "evaluate",
+    "extend",
     "generate",
     "heaviest",
     "high_weight_genes",
     "interpolate",
     "loadings",
     "midpoint",
+    "normalized_expression",
+    "predict_labels",
     "to_image_grid",
     "top_genes",
     "traverse",

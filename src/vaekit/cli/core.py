@@ -54,7 +54,7 @@ def train(**given: Any) -> None:
     y = settings["condition"].split(",") if settings.get("condition") else None
     command = shlex.join(["vaekit", *sys.argv[1:]])
     try:
-        model.fit(adata, y, resume=resume)
+        model.fit(adata, y, labels=settings.get("labels") or None, resume=resume)
     except TrainingInterrupted as err:
         again = command if resume else f"{command} --resume"
         err.args = (str(err).replace("fit(..., resume=True)", again),)

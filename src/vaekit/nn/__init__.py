@@ -99,9 +99,8 @@ def _check_conv(c: ModelConfig) -> None:
 
 
 def _mlp_size(c: ModelConfig) -> Footprint:
-    encoder, encoder_out = mlp_size(
-        c.encoder_config.n_input, c.hidden, c.n_covariates, c.batch_norm
-    )
+    e = c.encoder_config  # its input and conditions
+    encoder, encoder_out = mlp_size(e.n_input, c.hidden, e.n_covariates, c.batch_norm)
     decoder, decoder_out = mlp_size(c.n_latent, c.decoder_layers, c.n_covariates, c.batch_norm)
     return Footprint(encoder + decoder, encoder_out, decoder_out)
 
@@ -109,7 +108,7 @@ def _mlp_size(c: ModelConfig) -> Footprint:
 def _conv_size(c: ModelConfig) -> Footprint:
     e = c.encoder_config  # with missing="mask", one more map per channel
     encoder, encoder_out = conv_encoder_size(
-        e.image_shape, c.conv_channels, c.hidden, c.n_covariates, c.batch_norm
+        e.image_shape, c.conv_channels, c.hidden, e.n_covariates, c.batch_norm
     )
     decoder, decoder_out = conv_decoder_size(
         c.image_shape, c.conv_channels, c.n_latent, c.decoder_layers, c.n_covariates,
