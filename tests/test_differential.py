@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import anndata as ad
 import numpy as np
@@ -279,15 +280,15 @@ def test_volcano(de_types: pd.DataFrame, tmp_path):
         volcano(pd.DataFrame({"proba_de": [0.5]}))
 
 
-def test_report_shows_a_volcano(model: VAE, planted: Planted, de_types: pd.DataFrame):
-    from vaekit.report import build_report
+def test_report_section(de_types: pd.DataFrame):
+    """The section draws the table it is given, and is left out without one (the whole report
+    with --de is built once, in test_cli_de_round_trip)."""
+    from vaekit.report.sections import SECTIONS, differential
 
-    small = planted.adata[:60].copy()
-    report = build_report(model, small, ["batch"], importance_samples=0, de=de_types)
-    assert "differential" in [s.key for s in report.sections]
-    assert "Volcano plot" in report.to_html()
-    without = build_report(model, small, ["batch"], importance_samples=0)
-    assert "differential" not in [s.key for s in without.sections]
+    assert differential in SECTIONS
+    assert differential(SimpleNamespace(de=None)) is None
+    section = differential(SimpleNamespace(de=de_types))
+    assert [p.title for p in section.panels] == ["Volcano plot"] and not section.notes
 
 
 # ----------------------------------------------------------------------------- command line

@@ -227,7 +227,7 @@ def _draw(
     adata: Any,
     rows: np.ndarray,
     y: list[str] | None,
-    batch: list | None,
+    batch: dict | None,
     n_samples: int,
     rng: np.random.Generator,
     seed: int,
@@ -390,24 +390,27 @@ def _conditions(model: Any, adata: Any) -> list[str] | None:
     return names
 
 
-def _batches(model: Any, groupby: str) -> list | None:
-    """The categories to average the draws over: the model's one categorical condition, unless
-    the groups are that condition (averaging over it would erase what is compared)."""
-    columns = [] if model.covariates_ is None else model.covariates_.columns
-    if not columns:
+def _batches(model: Any, groupby: str) -> dict | None:
+    """``{batch condition: its categories}`` to average the draws over: the model's one
+    categorical condition, unless the groups are that condition (averaging over it would erase
+    what is compared)."""
+    if model.covariates_ is None:
         return None
-    if len(columns) != 1 or columns[0].kind != "categorical":
+    try:
+        column = model.covariates_.batch_column()
+    except ValueError:  # none categorical, or several: no one batch to average over
+        kinds = {c.name: c.kind for c in model.covariates_.columns}
         warnings.warn(
-            "batch correction averages over one categorical condition; this model has "
-            f"{[c.name for c in columns]}, so each cell keeps its own conditions",
+            f"no batch correction: the model's conditions {kinds} hold no single categorical "
+            "batch to average over; each cell keeps its own conditions",
             stacklevel=3,
         )
         return None
-    if columns[0].name == groupby:
+    if column.name == groupby:
         warnings.warn(
-            f"the groups are the model's condition {groupby!r}: each cell keeps its own, "
-            "without batch correction",
+            f"the groups are the model's batch condition {groupby!r}: each cell keeps its own "
+            "batch, without batch correction",
             stacklevel=3,
         )
         return None
-    return list(columns[0].categories)
+    return {column.name: list(column.categories)}

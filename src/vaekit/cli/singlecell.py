@@ -98,7 +98,9 @@ def normalize(
         None, "--batch", help="Every cell as if from this batch (comma-separated: the average)."
     ),
     library_size: float = typer.Option(1e4, "--library-size", help="Counts per cell (1: shares)."),
-    draws: int = typer.Option(1, "--draws", help="Posterior draws averaged per cell."),
+    draws: int = typer.Option(
+        None, "--draws", help="Posterior draws averaged per cell.", show_default="25"
+    ),
     seed: int = typer.Option(0),
     transpose: bool = TRANSPOSE,
     annotations: Path = ANNOTATIONS,
@@ -115,7 +117,8 @@ def normalize(
     h5ad = str(out).lower().endswith(".h5ad")
     check_output(out, (".h5ad",) if h5ad else None)
     check_positive("--library-size", library_size, "1e4")
-    check_count("--draws", draws, high=MAX_DRAWS)
+    if draws is not None:
+        check_count("--draws", draws, high=MAX_DRAWS)
     model = vaekit.load(model_dir)
     counterfactual = _batch(model, batch)
     adata = read(data, transpose, annotations, layer)
@@ -125,9 +128,9 @@ def normalize(
             conditions(model),
             batch=counterfactual,
             library_size=library_size,
-            n_draws=draws,
             seed=seed,
             layer=layer,
+            **({} if draws is None else {"n_draws": draws}),  # else the library's default
         )
     _write(adata, values, list(model.features_), out, h5ad)
     where = f" as if from batch {batch}" if batch else ""
