@@ -11,6 +11,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 from corpus import run
 from scipy import stats
 from sklearn.metrics import roc_auc_score
@@ -18,6 +19,7 @@ from sklearn.metrics import roc_auc_score
 from vaekit import VAE
 from vaekit.analysis import differential_expression
 from vaekit.analysis.differential import (
+    _check_draws,
     bayes_factor,
     fdr_calls,
     lfc_summary,
@@ -173,6 +175,16 @@ def test_raw_statistics_and_scales(de_types: pd.DataFrame, planted: Planted):
     assert de_types.attrs["n_cells1"] == b.sum() and de_types.attrs["n_cells2"] == (~b).sum()
 
 
+def test_sparse_counts_and_layers_give_the_same_table(model: VAE, planted: Planted):
+    a = planted.adata
+    dense = differential_expression(model, a, "cell_type", "B", n_samples=100)
+    sparse = a.copy()
+    sparse.layers["counts"] = sp.csr_matrix(sparse.X)
+    sparse.X = sp.csr_matrix(sparse.X.shape, dtype=np.float32)  # X empty: the layer counts
+    again = differential_expression(model, sparse, "cell_type", "B", n_samples=100, layer="counts")
+    pd.testing.assert_frame_equal(dense, again)
+
+
 def test_seeded_and_rest(model: VAE, planted: Planted):
     a = planted.adata
     first = differential_expression(model, a, "cell_type", "B", n_samples=200, seed=3)
@@ -247,6 +259,10 @@ def test_argument_errors(model: VAE, planted: Planted):
         differential_expression(model, a, "cell_type", "B", fdr=1.5)
     with pytest.raises(ValueError, match="n_samples"):
         differential_expression(model, a, "cell_type", "B", n_samples=1)
+    with pytest.raises(ValueError, match="n_samples must be at most 100,000"):
+        differential_expression(model, a, "cell_type", "B", n_samples=2_000_000)
+    with pytest.raises(ValueError, match="give at most 50,000 draws"):  # 1e8 values / 2000 genes
+        _check_draws(100_000, 2000)
     with pytest.raises(TypeError, match="AnnData"):
         differential_expression(model, np.asarray(a.X), "cell_type", "B")
     with pytest.raises(ValueError, match="conditional on obs column"):

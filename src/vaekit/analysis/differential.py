@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vaekit.analysis._limits import MAX_DRAWS, check_count, check_size
+from vaekit.analysis._limits import MAX_DRAWS, MAX_VALUES, check_count
 from vaekit.validation import is_anndata
 
 COLUMNS = (
@@ -128,7 +128,7 @@ def differential_expression(
     y = _conditions(model, adata)
     batch = _batches(model, groupby) if batch_correction else None
     genes = list(model.features_)
-    check_size("posterior draws", n_samples, len(genes))
+    _check_draws(n_samples, len(genes))
     rng = np.random.default_rng(seed)
     h1 = _draw(model, adata, groups.rows1, y, batch, n_samples, rng, seed, layer)
     h2 = _draw(model, adata, groups.rows2, y, batch, n_samples, rng, seed + 1, layer)
@@ -357,6 +357,16 @@ def _check_numbers(delta: Any, fdr: Any, n_samples: Any) -> tuple[float, float]:
         raise ValueError(f"fdr must be a number between 0 and 1 (e.g. 0.05); got {fdr!r}")
     check_count("n_samples", n_samples, low=2, high=MAX_DRAWS)
     return float(delta), float(fdr)
+
+
+def _check_draws(n_samples: int, n_genes: int) -> None:
+    """Each group's draws are held at once: n_samples x n_genes values."""
+    if n_samples * n_genes > MAX_VALUES:
+        raise ValueError(
+            f"{n_samples:,} draws x {n_genes:,} genes are too many values to hold "
+            f"({n_samples * n_genes:,} > {MAX_VALUES:,}); give at most "
+            f"{MAX_VALUES // n_genes:,} draws (n_samples, or --draws), or fewer genes"
+        )
 
 
 def _real(value: Any) -> bool:
