@@ -96,9 +96,9 @@ def differential_expression(
         condition and ``groupby`` is not that condition), so that both groups are compared
         as if measured in every batch.
     pseudocount : float, optional
-        ``eps`` added to the proportions before the log. Default: one count in all the cells
-        of the smaller group, 1 / (its total counts), the level below which the data cannot
-        tell a gene's expression from none.
+        ``eps`` added to the proportions before the log. Default: one count among all the
+        cells of the group with fewer counts, 1 / (its total counts): the level below which
+        the data cannot tell a gene's expression from none.
     seed : int
     layer : str, optional
         The AnnData layer of raw counts to use instead of ``X``.
@@ -118,6 +118,8 @@ def differential_expression(
     >>> de[de.is_de_fdr].sort_values("lfc_mean")  # doctest: +SKIP
     """
     delta, fdr = _check_numbers(delta, fdr, n_samples)
+    if pseudocount is not None and (not _real(pseudocount) or not 0 <= pseudocount < math.inf):
+        raise ValueError(f"pseudocount must be a finite number >= 0; got {pseudocount!r}")
     _check_model(model)
     if not is_anndata(adata):
         raise TypeError(
@@ -267,7 +269,7 @@ def _raw(adata: Any, rows: np.ndarray, genes: list[str], layer: str | None) -> d
 
 
 def _pseudocount(raw1: dict, raw2: dict) -> float:
-    """One count among all the cells of the smaller group, as a proportion."""
+    """One count among all the cells of the group with fewer counts, as a proportion."""
     total = min(raw1["total"], raw2["total"])
     return 1.0 / total if math.isfinite(total) and total > 1 else 1e-8
 

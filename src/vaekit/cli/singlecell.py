@@ -75,8 +75,9 @@ def de(
             seed=seed,
             layer=layer,
         )
-    ranked = table.sort_values(["proba_de", "lfc_mean"], ascending=False, kind="stable")
-    write_table(ranked, out)
+    strength = table.assign(size=table["lfc_mean"].abs())  # ties of proba_de: largest first
+    order = strength.sort_values(["proba_de", "size"], ascending=False, kind="stable").index
+    write_table(table.loc[order], out)
     if figure is not None:
         from vaekit.plot import save_figure, volcano
 

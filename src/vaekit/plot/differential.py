@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -10,6 +12,9 @@ from matplotlib.figure import Figure
 from vaekit.analysis.differential import bayes_factor, check_de_table
 from vaekit.analysis.genesets import gene_symbol
 from vaekit.plot import _style
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 Y_AXES = {
     "proba_de": "P(|LFC| > delta)",
@@ -86,20 +91,26 @@ def _calls(table: pd.DataFrame) -> np.ndarray:
 
 
 def _label(
-    ax, table: pd.DataFrame, lfc: np.ndarray, height: np.ndarray, called: np.ndarray, top: int
+    ax: Axes, table: pd.DataFrame, lfc: np.ndarray, height: np.ndarray, called: np.ndarray, top: int
 ) -> None:
-    """Name the ``top`` strongest genes beside their points."""
+    """Name the ``top`` strongest genes. Their points crowd at the top (probabilities near 1),
+    so each side's names step down from their points, towards the middle, with a thin line."""
     pool = np.flatnonzero(called) if called.any() else np.arange(len(table))
     strength = np.abs(lfc[pool]) * table["proba_de"].to_numpy(dtype=float)[pool]
-    strength = np.nan_to_num(strength, nan=-1.0)
-    for i in pool[np.argsort(-strength, kind="stable")][:top]:
-        ax.annotate(
-            gene_symbol(str(table.index[i])),
-            (lfc[i], height[i]),
-            xytext=(3, 2),
-            textcoords="offset points",
-            fontsize="x-small",
-        )
+    chosen = pool[np.argsort(-np.nan_to_num(strength, nan=-1.0), kind="stable")][:top]
+    for up in (True, False):
+        side = [i for i in chosen if (lfc[i] > 0) == up]
+        for step, i in enumerate(sorted(side, key=lambda i: -height[i])):
+            ax.annotate(
+                gene_symbol(str(table.index[i])),
+                (lfc[i], height[i]),
+                xytext=(-6 if up else 6, -4 - 10 * step),
+                textcoords="offset points",
+                ha="right" if up else "left",
+                va="top",
+                fontsize="x-small",
+                arrowprops={"arrowstyle": "-", "color": _style.MUTED, "linewidth": 0.5},
+            )
 
 
 def _groups(table: pd.DataFrame) -> str:
