@@ -93,14 +93,29 @@ def _values(values: Any) -> list:
     array = np.asarray(pd.Series(values).astype(object).to_numpy(), dtype=object)
     if array.ndim != 1:
         raise ValueError(f"labels must be one value per sample; got shape {array.shape}")
-    return [v.item() if isinstance(v, np.generic) else v for v in array]
+    return [_plain(v.item() if isinstance(v, np.generic) else v) for v in array]
+
+
+def _plain(value: Any) -> Any:
+    """A label as JSON keeps it: whole numbers as int (a column of integer labels with a gap
+    reads as floats), flags as text."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _unknown(value: Any) -> bool:
     if value is None:
         return True
     if isinstance(value, float):
-        return bool(np.isnan(value))
+        if np.isnan(value):
+            return True
+        raise ValueError(
+            f"labels must be categories (text or whole numbers); got {value!r}: a continuous "
+            "value is a condition (y), not a label"
+        )
     if isinstance(value, (int, bool)):
         return False
     if isinstance(value, str):

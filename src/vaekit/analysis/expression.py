@@ -92,13 +92,15 @@ def normalized_expression(
     def draws(b: Batch) -> torch.Tensor:
         qz = module.encode(b.x, b.condition)
         targets = _conditions(model, b, column, categories)
-        out = torch.zeros((n_draws, len(b), module.config.n_input), device=b.x.device)
+        # With mean, one running sum: (draws, rows, genes) at once would not fit in memory.
+        shape = (1 if mean else n_draws, len(b), module.config.n_input)
+        out = torch.zeros(shape, device=b.x.device)
         for d in range(n_draws):
             z = qz.loc + qz.scale * torch.randn_like(qz.loc)
             for c in targets:
-                out[d] += module.expression(z, c)
-        out *= library_size / len(targets)
-        return out.mean(0) if mean else out
+                out[0 if mean else d] += module.expression(z, c)
+        out *= library_size / len(targets) / (n_draws if mean else 1)
+        return out[0] if mean else out
 
     parts = model.map_batches(prepared, draws, seed=seed)
     return torch.cat(parts, dim=0 if mean else 1).cpu().numpy()

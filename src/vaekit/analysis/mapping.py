@@ -7,6 +7,7 @@ coordinates do not move.
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ import numpy as np
 from vaekit import fitting, surgery
 from vaekit._runtime import epoch_progress, seeded
 from vaekit.labels import LabelClasses, resolve_labels
-from vaekit.train import train
+from vaekit.train import PosteriorCollapseWarning, train
 from vaekit.validation import resolve_y
 
 # Epochs of query training by default: scArches' surgery trains for a few hundred epochs on
@@ -93,7 +94,14 @@ def extend(
     settings["epochs"] = settings["epochs"] if epochs is None else epochs
     seed = new.seed_ if seed is None else seed
     config = fitting.train_config(settings, seed)
-    with seeded(seed, new._device), epoch_progress(config.epochs, new.verbose) as progress:
+    with (
+        seeded(seed, new._device),
+        epoch_progress(config.epochs, new.verbose) as progress,
+        warnings.catch_warnings(),
+    ):
+        # The latent space is the reference's, fixed: how many features it uses was said
+        # when it was trained.
+        warnings.simplefilter("ignore", PosteriorCollapseWarning)
         result = train(new.module_, prepared.rows, prepared.covariates, config, progress,
                        labels=None if targets is None else targets.to(new._device))
     surgery.release(new.module_, hooks)

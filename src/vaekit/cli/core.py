@@ -127,10 +127,14 @@ def encode(
     annotations: Path = ANNOTATIONS,
     layer: str = LAYER,
 ) -> None:
-    """Latent coordinates (posterior means) of DATA, keyed by sample ID.
+    """Latent coordinates (posterior means) of DATA, keyed by sample ID; for a model fitted
+    with labels, also each sample's predicted label and its probability.
 
-    For .h5ad input, OUT is a copy of the file with obsm["X_vaekit"].
+    For .h5ad input, OUT is a copy of the file with obsm["X_vaekit"] (and obs["vaekit_label"],
+    obs["vaekit_label_probability"], obsm["vaekit_label_probabilities"]).
     """
+    import pandas as pd
+
     import vaekit
     from vaekit.data.writers import check_output, write_h5ad, write_table
 
@@ -139,16 +143,29 @@ def encode(
     model = vaekit.load(model_dir)
     adata = read(data, transpose, annotations, layer)
     latent = model.transform(adata, conditions(model))
+    labels, proba = (None, None)
+    if getattr(model, "labels_", None) is not None:
+        labels, proba = model.predict_labels(adata, conditions(model))
+        proba.index = adata.obs_names
     if h5ad:
         adata.obsm["X_vaekit"] = latent
+        if labels is not None:
+            adata.obs["vaekit_label"] = pd.Categorical([str(v) for v in labels])
+            adata.obs["vaekit_label_probability"] = proba.max(axis=1).to_numpy()
+            adata.obsm["vaekit_label_probabilities"] = proba.set_axis(
+                [str(c) for c in proba.columns], axis=1
+            )
         write_h5ad(adata, out)
     else:
-        import pandas as pd
-
-        write_table(
-            pd.DataFrame(latent, index=adata.obs_names, columns=model.get_feature_names_out()), out
-        )
-    typer.echo(f"wrote {latent.shape[1]} latent features of {latent.shape[0]} samples to {out}")
+        table = pd.DataFrame(latent, index=adata.obs_names, columns=model.get_feature_names_out())
+        if labels is not None:
+            table["label"] = labels
+            table["label_probability"] = proba.max(axis=1).to_numpy()
+        write_table(table, out)
+    also = "" if labels is None else " with predicted labels"
+    typer.echo(
+        f"wrote {latent.shape[1]} latent features of {latent.shape[0]} samples{also} to {out}"
+    )
 
 
 @app.command(rich_help_panel="Train and use a model")
