@@ -95,6 +95,7 @@ def build_report(
     >>> build_report(model, adata).write("report.html")  # doctest: +SKIP
     """
     tic = time.perf_counter()
+    de = None if de is None else check_de_table(de)  # before any work
     n = _data.n_rows(X)
     annotations = _annotations(X, annotations, n)
     y = _data.conditions(X, y)
@@ -118,7 +119,7 @@ def build_report(
         layer=layer,
         latent=latent,
         seed=seed,
-        de=None if de is None else check_de_table(de),
+        de=de,
     )
     sections = [s for s in (build(ctx) for build in SECTIONS) if s is not None]
     seconds = time.perf_counter() - tic
