@@ -13,6 +13,7 @@ from vaekit._lazy import lazy_exports
 if TYPE_CHECKING:
     from vaekit.analysis.anomaly import anomaly_score, calibrate, contributions
     from vaekit.analysis.associations import associate
+    from vaekit.analysis.differential import differential_expression
     from vaekit.analysis.evaluation import evaluate
     from vaekit.analysis.expression import normalized_expression, predict_labels
     from vaekit.analysis.generation import generate
@@ -37,6 +38,7 @@ _EXPORTS = {
     "associate": "vaekit.analysis.associations",
     "calibrate": "vaekit.analysis.anomaly",
     "contributions": "vaekit.analysis.anomaly",
+    "differential_expression": "vaekit.analysis.differential",
     "evaluate": "vaekit.analysis.evaluation",
     "extend": "vaekit.analysis.mapping",
     "generate": "vaekit.analysis.generation",
@@ -60,6 +62,7 @@ __all__ = [
     "associate",
     "calibrate",
     "contributions",
+    "differential_expression",
     "evaluate",
     "extend",
     "generate",

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import typer
 
-from vaekit.cli import anomaly, core, explore, impute, report  # noqa: F401 - registers them
+from vaekit.cli import anomaly, core, explore, impute, report, singlecell  # noqa: F401 - registers them
 from vaekit.cli.common import app
 from vaekit.train import TrainingDiverged, TrainingInterrupted
 

@@ -38,6 +38,7 @@ def report(
     max_rows: int = typer.Option(
         2000, "--max-rows", help="Samples at most for the numbers and figures (random beyond)."
     ),
+    de: Path = typer.Option(None, "--de", help="A table of `vaekit de`: adds a volcano plot."),
     transpose: bool = TRANSPOSE,
     layer: str = LAYER,
     quiet: bool = QUIET,
@@ -46,11 +47,13 @@ def report(
     and the figures that apply. Held-out numbers are on the validation samples when DATA is the
     training data, else on DATA; --annotations colour the latent maps and are tested."""
     import vaekit
+    from vaekit.analysis.differential import read_de_table
     from vaekit.report import build_report, check_report_path
 
     check_report_path(out)
     check_count("-k", importance_samples, low=0, high=MAX_DRAWS)
     check_count("--max-rows", max_rows)
+    de_table = None if de is None else read_de_table(de)
     model = vaekit.load(model_dir)
     adata = read(data, transpose, annotations, layer)
     with status(quiet, f"writing the report on {adata.n_obs} samples..."):
@@ -62,6 +65,7 @@ def report(
             data_name=str(data),
             importance_samples=importance_samples,
             max_rows=max_rows,
+            de=de_table,
         )
         result.write(out)
     v = result.numbers

@@ -13,6 +13,7 @@ Examples
 
 from vaekit.analysis.latent_map import embed, figure_format, latent_map, plot_latent, save_figure
 from vaekit.plot.anomaly import anomaly_histogram
+from vaekit.plot.differential import volcano
 from vaekit.plot.genes import association_heatmap, effect_size, gene_weights
 from vaekit.plot.images import (
     interpolation_grid,
@@ -42,4 +43,5 @@ __all__ = [
     "save_figure",
     "training_curves",
     "traversal_grid",
+    "volcano",
 ]

@@ -13,6 +13,7 @@ import pandas as pd
 
 from vaekit._version import __version__
 from vaekit.analysis.associations import associate
+from vaekit.analysis.differential import check_de_table
 from vaekit.data.writers import check_output
 from vaekit.plot import _data
 from vaekit.report.document import Report
@@ -53,6 +54,7 @@ def build_report(
     importance_samples: int = 200,
     max_rows: int = 2000,
     seed: int = 0,
+    de: pd.DataFrame | None = None,
 ) -> Report:
     """The report of a fitted model on data X: a summary table and the figures that apply.
 
@@ -80,6 +82,8 @@ def build_report(
     max_rows : int
         Rows at most for the held-out numbers and for the figures (a random subset beyond).
     seed : int
+    de : DataFrame, optional
+        A table from :func:`vaekit.analysis.differential_expression`, shown as a volcano plot.
 
     Returns
     -------
@@ -91,6 +95,7 @@ def build_report(
     >>> build_report(model, adata).write("report.html")  # doctest: +SKIP
     """
     tic = time.perf_counter()
+    de = None if de is None else check_de_table(de)  # before any work
     n = _data.n_rows(X)
     annotations = _annotations(X, annotations, n)
     y = _data.conditions(X, y)
@@ -114,6 +119,7 @@ def build_report(
         layer=layer,
         latent=latent,
         seed=seed,
+        de=de,
     )
     sections = [s for s in (build(ctx) for build in SECTIONS) if s is not None]
     seconds = time.perf_counter() - tic

@@ -39,6 +39,7 @@ class Context:
     layer: str | None
     latent: np.ndarray
     seed: int = 0
+    de: pd.DataFrame | None = None  # a differential expression table to show, when given
 
     @property
     def conditional(self) -> bool:
@@ -344,6 +345,27 @@ def _scores(ctx: Context, calibration: Any) -> np.ndarray:
     )
 
 
+# ----------------------------------------------------------------------------- DE
+def differential(ctx: Context) -> Section | None:
+    """The volcano plot of a differential expression table, when the report was given one."""
+    if ctx.de is None:
+        return None
+    section = Section(
+        "differential",
+        "Differential expression",
+        "Posterior log fold changes between two groups of cells (vaekit de).",
+    )
+    _add(
+        section,
+        "Volcano plot",
+        "Each point is a gene: its mean log2 fold change against the posterior probability "
+        "that it changes by more than delta. Coloured genes are called at the target false "
+        "discovery rate (red up, blue down in the first group); the strongest are named.",
+        lambda: plot.volcano(ctx.de),
+    )
+    return section
+
+
 SECTIONS: list[Callable[[Context], Section | None]] = [
     training,
     reconstructions,
@@ -352,4 +374,5 @@ SECTIONS: list[Callable[[Context], Section | None]] = [
     maps,
     meaning,
     anomalies,
+    differential,
 ]
