@@ -17,7 +17,8 @@ from contextlib import contextmanager
 
 import typer
 
-from vaekit.cli import anomaly, core, explore, impute, report, singlecell  # noqa: F401 - registers them
+# Importing the command modules registers their commands.
+from vaekit.cli import anomaly, core, explore, impute, report, singlecell  # noqa: F401
 from vaekit.cli.common import app
 from vaekit.train import TrainingDiverged, TrainingInterrupted
 
