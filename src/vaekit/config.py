@@ -41,6 +41,9 @@ DECODERS: dict[str, DecoderKind] = {
 # What NaN in x means: "error" (NaN is refused before it reaches the module) or "mask" (a
 # missing entry: the encoder reads x with its mask, the likelihood scores observed entries).
 MISSING: tuple[str, ...] = ("error", "mask")
+# The arithmetic of the training step's networks: "fp32", or "bf16" (autocast: matrix products
+# in bfloat16, the likelihood and the KL in float32). Evaluation is always float32.
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,8 @@ class TrainConfig:
     checkpoint_minutes: float | None = 10.0
     keep_checkpoints: int = 2
     classification_weight: float = 50.0
+    precision: str = "fp32"
+    cuda_graph: bool = False
     seed: int | None = None
 
     def kl_weight(self, epoch: int) -> float:

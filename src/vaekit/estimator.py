@@ -162,6 +162,16 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     classification_weight : float [50.0]
         With ``labels``: the weight of the label classifier's mean cross-entropy over the
         labelled samples of a minibatch, added to its loss (scANVI's ``classification_ratio``).
+    precision : str ["fp32"]
+        The training step's arithmetic: ``"bf16"`` runs the networks under autocast in
+        bfloat16 (the likelihood, the KL and Adam's update stay float32), which is faster on
+        GPUs with bfloat16 units and on CPUs with AMX; validation and every method after
+        ``fit`` compute in float32.
+    cuda_graph : bool [False]
+        On ``device="cuda"``, capture the whole training step (row gather, forward, backward,
+        Adam) in one CUDA graph and replay it: a small model's step is then no longer bound by
+        Python and kernel launches. Needs dense rows held on the GPU; a step that cannot be
+        captured falls back to eager execution with a warning. Ignored on the CPU.
     checkpoint_dir : str or PathLike [None]
         A folder of its own for training checkpoints (created if missing): one after every
         epoch, and on SIGINT or SIGTERM after the step under way; ``fit(X, resume=True)``
@@ -248,6 +258,8 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         mask_rate: float | None = None,
         encode_covariates: bool | None = None,
         classification_weight: float | None = None,
+        precision: str | None = None,
+        cuda_graph: bool | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
         checkpoint_minutes: float | None = None,
         keep_checkpoints: int | None = None,
@@ -286,6 +298,8 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.mask_rate = mask_rate
         self.encode_covariates = encode_covariates
         self.classification_weight = classification_weight
+        self.precision = precision
+        self.cuda_graph = cuda_graph
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_minutes = checkpoint_minutes
         self.keep_checkpoints = keep_checkpoints

@@ -105,6 +105,12 @@ def get_likelihood(name: str) -> type[Likelihood]:
         ) from None
 
 
+def full_precision(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32 when autocast made it bfloat16 or float16; float32 and float64 as
+    they are (float64 models check the numerics)."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
 class Likelihood(nn.Module):
     """Output layer of the decoder: hidden activations -> distribution over x.
 
@@ -149,6 +155,11 @@ class Likelihood(nn.Module):
     def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> Distribution:
         raise NotImplementedError
 
+    def params(self, h: torch.Tensor) -> torch.Tensor:
+        """The output layer's values in float32: under bfloat16 autocast (``precision="bf16"``)
+        the layer's product runs in bfloat16, the likelihood's arithmetic does not."""
+        return full_precision(self.out(h))
+
     def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
         """What the encoder sees of x (count models see log1p counts, as scVI)."""
         return x
@@ -188,7 +199,7 @@ class GaussianLikelihood(Likelihood):
         # The floor stops a feature that is (nearly) constant in training from shrinking its SD
         # towards 0 until one new value scores -inf and the loss diverges.
         scale = self.log_scale.clamp(min=MIN_LOG_SCALE).exp()
-        mean = self.out(h)
+        mean = self.params(h)
         return Normal(mean, scale.expand(mean.shape[-1]), validate_args=False)
 
     @classmethod
@@ -215,7 +226,7 @@ class BernoulliLikelihood(Likelihood):
 
     def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> Distribution:
         # validate_args=False: grey values in [0, 1] are scored by cross-entropy, as is usual.
-        return Bernoulli(logits=self.out(h), validate_args=False)
+        return Bernoulli(logits=self.params(h), validate_args=False)
 
     @classmethod
     def saturated_log_prob(cls, px: Bernoulli, x: torch.Tensor) -> torch.Tensor:
@@ -231,7 +242,7 @@ class ContinuousBernoulliLikelihood(Likelihood):
     _no_saturated = " (its density grows without bound at 0 and 1)"
 
     def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> Distribution:
-        return ContinuousBernoulli(logits=self.out(h), validate_args=False)
+        return ContinuousBernoulli(logits=self.params(h), validate_args=False)
 
 
 class _CountLikelihood(Likelihood):
@@ -244,7 +255,7 @@ class _CountLikelihood(Likelihood):
         if library is None:
             raise ValueError(f"the {self.name!r} likelihood needs each sample's library size")
         # (B, D): log(library) + log_softmax keeps the mean positive without an epsilon.
-        return library.log() + F.log_softmax(self.out(h), dim=-1)
+        return library.log() + F.log_softmax(self.params(h), dim=-1)
 
     def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
         return torch.log1p(x)
@@ -392,7 +403,7 @@ class ZeroInflatedNegativeBinomialLikelihood(NegativeBinomialLikelihood):
 
     def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> Distribution:
         nb = _negative_binomial(self.log_mean(h, library), self.log_theta)
-        return ZeroInflatedNegativeBinomial(nb, self.zi(h))
+        return ZeroInflatedNegativeBinomial(nb, full_precision(self.zi(h)))
 
     @classmethod
     def saturated_log_prob(

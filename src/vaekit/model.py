@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Distribution, Normal, kl_divergence
+from torch.distributions import Distribution, Normal
 
 from vaekit import _memory
 from vaekit.batch import Batch
 from vaekit.config import ModelConfig
-from vaekit.likelihoods import Likelihood, get_likelihood
+from vaekit.likelihoods import Likelihood, full_precision, get_likelihood
 from vaekit.nn import get_architecture
 from vaekit.nn.mlp import with_condition
 
@@ -160,7 +160,9 @@ class VAEModule(nn.Module):
             observed = self.observed(x)
         c = c if self.config.encode_covariates else None
         h = with_condition(self.encoder(self._encoder_input(x, observed), c), c)
-        return Normal(self.z_mean(h), (0.5 * self.z_logvar(h)).exp(), validate_args=False)
+        # float32 whatever autocast did to the layers: the KL and z stay exact.
+        mean, logvar = full_precision(self.z_mean(h)), full_precision(self.z_logvar(h))
+        return Normal(mean, (0.5 * logvar).exp(), validate_args=False)
 
     def observed(self, x: torch.Tensor) -> torch.Tensor | None:
         """(B, D) bool mask of the entries of x that are not NaN, with ``missing="mask"``;
@@ -226,7 +228,7 @@ class VAEModule(nn.Module):
         """(B, n_labels) label logits from the posterior mean."""
         if not self.config.n_labels:
             raise ValueError("this model has no label classifier; fit it with labels=...")
-        return self.classifier(qz.loc)
+        return full_precision(self.classifier(qz.loc))
 
     def library(self, x: torch.Tensor, observed: torch.Tensor | None = None) -> torch.Tensor | None:
         """(B, 1) observed library size of count data, None for other likelihoods. With
@@ -334,7 +336,8 @@ class VAEModule(nn.Module):
         copies = batch.repeat(k)
         px = self.decode(z.reshape(k * n, -1), copies.condition, copies.library)
         log_px = self.log_px(px, copies.x, copies.observed).view(k, n)
-        log_ratio = (qz.log_prob(z) - Normal(0.0, 1.0).log_prob(z)).sum(-1)  # (k, B)
+        prior = Normal(0.0, 1.0, validate_args=False)  # no check on the host per step
+        log_ratio = (qz.log_prob(z) - prior.log_prob(z)).sum(-1)  # (k, B)
         return ImportanceDraws(z, log_px, log_ratio, px)
 
     @property
@@ -473,8 +476,11 @@ def _noise(
 
 
 def prior_kl(qz: Normal) -> torch.Tensor:
-    """(B,) KL(q(z | x) || N(0, I)), in closed form."""
-    return kl_divergence(qz, Normal(torch.zeros_like(qz.loc), torch.ones_like(qz.scale))).sum(-1)
+    """(B,) KL(q(z | x) || N(0, I)), in closed form: 0.5 * (mu^2 + sigma^2 - 1) - log sigma per
+    feature. Written out rather than through ``kl_divergence``, whose standard-normal prior
+    checks its arguments on the host every step (a stall on a GPU, and no CUDA graph)."""
+    mu, sigma = qz.loc, qz.scale
+    return (0.5 * (mu.square() + sigma.square() - 1) - sigma.log()).sum(-1)
 
 
 def observed_sum(values: torch.Tensor, observed: torch.Tensor | None) -> torch.Tensor:

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from vaekit.config import DECODERS, MISSING
+from vaekit.config import DECODERS, MISSING, PRECISIONS
 
 
 # ---------------------------------------------------------------------------- constraints
@@ -359,6 +359,12 @@ SETTINGS: tuple[Setting, ...] = (
             "model"),
     Setting("classification_weight", 50.0, _NONNEGATIVE,
             "Weight of the label classifier's cross-entropy (with labels).", "train"),
+    Setting("precision", "fp32", Choice(lambda: PRECISIONS),
+            "Training arithmetic: fp32, or bf16 (autocast; evaluation stays fp32).", "train",
+            resumable=True),
+    Setting("cuda_graph", False, Flag(),
+            "On CUDA, replay each training step as one captured CUDA graph.", "train",
+            resumable=True),
     Setting("checkpoint_dir", None, OrNone(Folder()),
             "Write a checkpoint here after every epoch; --resume continues from the newest.",
             "train", resumable=True),

@@ -9,7 +9,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,11 +18,17 @@ from torch.distributions import Normal
 
 from vaekit.checkpoint import Checkpoints, LoopState, Snapshot, capture, restore
 from vaekit.config import TrainConfig
+from vaekit.data import DenseRows
 from vaekit.model import LossOutput, VAEModule
 
 
 class Rows(Protocol):
-    """Training data that hands out dense rows by index (a tensor, or a sparse matrix wrapper)."""
+    """Training data that hands out dense rows by index (a tensor, or a sparse matrix wrapper).
+
+    A source may also define ``order(index, batch_size, generator) -> list[Tensor]``, the
+    epoch's minibatches (a reader of a file chooses an order it can read fast); the loop then
+    calls ``take`` with those batches, in that order. Without it, :func:`minibatches`.
+    """
 
     def __len__(self) -> int: ...
 
@@ -73,6 +79,9 @@ DIAGNOSTIC_ROWS = 10_000  # rows that measure latent usage when there is no vali
 LR_FACTOR = 0.5  # learning-rate cut on a plateau (lr_patience) and on a divergence
 MAX_ROLLBACKS = 3  # divergences rolled back before training gives up
 MIN_LR_SHARE = 0.01  # ... down to this share of the initial rate
+# The training step's autocast type per ``precision`` (None: no autocast).
+AUTOCAST: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
+GRAPH_WARMUP = 3  # eager steps on a side stream before each capture (torch.cuda.graphs' advice)
 
 
 @dataclass
@@ -119,6 +128,23 @@ def minibatches(index: torch.Tensor, batch_size: int, generator: torch.Generator
     if len(batches) > 1 and len(batches[-1]) == 1:
         batches.pop()
     return batches
+
+
+def epoch_batches(
+    data: Rows,
+    index: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator,
+    device: torch.device,
+) -> list[torch.Tensor]:
+    """The epoch's minibatches (the source's ``order``, else :func:`minibatches`), moved to
+    ``device`` in one copy: a copy per step would wait on the host every step."""
+    order = getattr(data, "order", None)
+    batches = (order or minibatches)(index, batch_size, generator)
+    if device.type == "cpu" or not batches:
+        return batches
+    sizes = [len(b) for b in batches]
+    return list(torch.cat(batches).to(device, non_blocking=True).split(sizes))
 
 
 @torch.no_grad()
@@ -237,7 +263,8 @@ def train(
     """
     train_idx, val_idx, gen = seeded_split(len(data), config.validation_fraction, config.seed)
     stopping = config.early_stopping and len(val_idx) > 0
-    opt = adam(module, config)
+    graphs = _graphable(module, data, config)
+    opt = adam(module, config, capturable=graphs)
     plateau = _plateau(opt, config) if len(val_idx) else None
     loop, result = LoopState(sums=_zeros(module)), TrainResult()
     result.validation_rows = val_idx.sort().values
@@ -254,7 +281,7 @@ def train(
                 gen.set_state(loop.epoch_generator)
             weight = config.kl_weight(loop.epoch)
             step = _Step(module, data, cov, opt, config, weight, labels)
-            fitted = _fit_epoch(step, train_idx, gen, loop, stop, checkpoints, plateau)
+            fitted = _fit_epoch(step, train_idx, gen, loop, stop, checkpoints, plateau, graphs)
             record = fitted and _validate(step, val_idx, train_idx, fitted)
             if record is None:  # NaN or inf: back to the last good state, half the rate
                 loop = _roll_back(good, module, opt, plateau, gen, loop)
@@ -410,14 +437,35 @@ def _warn_if_collapsed(record: dict[str, float], n_latent: int, config: TrainCon
         )
 
 
-def adam(module: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def adam(
+    module: torch.nn.Module, config: TrainConfig, capturable: bool = False
+) -> torch.optim.Optimizer:
     """Adam with the fused kernel where torch has one: on CPU the default per-tensor update
-    takes a large share of a small model's step (timings in benchmarks/README.md)."""
+    takes a large share of a small model's step (timings in benchmarks/README.md).
+    ``capturable`` keeps its step counts on the GPU, so that a CUDA graph can replay it."""
     kw = dict(lr=config.lr, weight_decay=config.weight_decay)
+    if capturable:
+        kw["capturable"] = True
     try:
         return torch.optim.Adam(module.parameters(), fused=True, **kw)
     except (RuntimeError, TypeError):  # fused Adam on CPU needs torch >= 2.4
         return torch.optim.Adam(module.parameters(), **kw)
+
+
+def _graphable(module: VAEModule, data: Rows, config: TrainConfig) -> bool:
+    """Whether the step can be captured in a CUDA graph: asked for, on a GPU, with the rows
+    held there as one dense tensor (sparse rows have a shape that changes per batch)."""
+    if not config.cuda_graph:
+        return False
+    device = _device(module)
+    if device.type == "cuda" and isinstance(data, DenseRows) and data.X.device == device:
+        return True
+    warnings.warn(
+        f"cuda_graph needs device='cuda' and dense rows held on the GPU (got device "
+        f"{device.type!r}, {type(data).__name__}); training without graphs",
+        stacklevel=3,
+    )
+    return False
 
 
 @dataclass(frozen=True)
@@ -440,10 +488,11 @@ class _Step:
         supervised = {} if self.labels is None else {
             "labels": _rows(self.labels, idx), "label_weight": config.classification_weight
         }
-        out = module.loss(
-            self.data.take(idx), _rows(self.cov, idx), self.kl_weight,
-            iw_samples=config.iw_samples, **supervised,
-        )
+        with _autocast(config.precision, idx.device):
+            out = module.loss(
+                self.data.take(idx), _rows(self.cov, idx), self.kl_weight,
+                iw_samples=config.iw_samples, **supervised,
+            )
         self.opt.zero_grad(set_to_none=True)
         loss = out.loss
         if config.loadings_l1 > 0:
@@ -458,6 +507,75 @@ class _Step:
         return _sums(out)
 
 
+def _autocast(precision: str, device: torch.device) -> AbstractContextManager:
+    """The networks' arithmetic for ``precision``: bfloat16 autocast, or none."""
+    dtype = AUTOCAST[precision]
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+class _CudaCapture:
+    """Records a function into a CUDA graph; ``replay`` then re-runs its kernels."""
+
+    def warmup(self, fn: Callable[[], Any]) -> Any:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            out = fn()
+        torch.cuda.current_stream().wait_stream(side)
+        return out
+
+    def capture(self, fn: Callable[[], Any]) -> Callable[[], None]:
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn()
+        return graph.replay
+
+
+class _GraphedStep:
+    """:class:`_Step` captured whole (row gather, forward, backward, Adam) and replayed for
+    every full-size batch of an epoch: a small model's eager step is mostly Python and kernel
+    launches. The batch's rows enter through a fixed index buffer; the loss sums come out in a
+    fixed tensor. Captured anew each epoch, as the KL weight and the learning rate are baked
+    into the graph; the first steps run eagerly (warm-up) and so does a shorter last batch.
+    A capture that fails (an operation a graph cannot hold) warns and runs eagerly."""
+
+    def __init__(self, step: _Step, recorder: Any = None) -> None:
+        self.step, self.recorder = step, recorder or _CudaCapture()
+        self.index: torch.Tensor | None = None
+        self.sums: torch.Tensor | None = None
+        self.replay: Callable[[], None] | None = None
+        self.warm, self.failed = 0, False
+
+    def __call__(self, idx: torch.Tensor) -> torch.Tensor:
+        if self.failed or (self.index is not None and len(idx) != len(self.index)):
+            return self.step(idx)
+        if self.warm < GRAPH_WARMUP:
+            self.warm += 1
+            return self.recorder.warmup(lambda: self.step(idx))
+        if self.replay is None:
+            self.index = idx.clone()
+            if not self._capture():
+                return self.step(idx)
+        self.index.copy_(idx)
+        self.replay()
+        return self.sums
+
+    def _body(self) -> None:
+        self.sums = self.step(self.index)
+
+    def _capture(self) -> bool:
+        try:
+            self.replay = self.recorder.capture(self._body)
+        except RuntimeError as err:
+            self.failed = True
+            warnings.warn(
+                f"the training step could not be captured in a CUDA graph ({err}); training "
+                "without graphs",
+                stacklevel=2,
+            )
+        return not self.failed
+
+
 def _fit_epoch(
     step: _Step,
     index: torch.Tensor,
@@ -466,14 +584,16 @@ def _fit_epoch(
     stop: StopSignal,
     checkpoints: Checkpoints | None,
     plateau: Any,
+    graphs: bool = False,
 ) -> dict[str, float] | None:
     """Run the epoch's minibatches from ``loop.step`` on; return its training record, or None
     when the loss became NaN or infinite (one device sync, at the end)."""
     step.module.train()
-    batches = minibatches(index, step.config.batch_size, gen)
+    batches = epoch_batches(step.data, index, step.config.batch_size, gen, _device(step.module))
+    run = _GraphedStep(step, _RECORDER) if graphs else step
     # Sums stay on the device: a copy to the host every step would stall a GPU.
     for idx in batches[loop.step :]:
-        loop.sums += step(idx)
+        loop.sums += run(idx)
         loop.count += len(idx)
         loop.step += 1
         if stop.signum is not None:
@@ -568,6 +688,9 @@ def stop_signals() -> Iterator[StopSignal]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+_RECORDER: Any = None  # None: CUDA graphs; tests put an eager stand-in here
 
 
 def _zeros(module: torch.nn.Module) -> torch.Tensor:
