@@ -152,7 +152,7 @@ class EagerRecorder:
 
 
 def trained_weights(graphs: bool, recorder: EagerRecorder | None, monkeypatch, **config):
-    monkeypatch.setattr(train_module, "_graphable", lambda module, data, config: graphs)
+    monkeypatch.setattr(train_module, "_graphable", lambda *args: graphs)
     monkeypatch.setattr(train_module, "_RECORDER", recorder)
     module = module_for(dropout=0.1)
     settings = dict(epochs=3, batch_size=32, validation_fraction=0.2, seed=0, kl_warmup=2)

@@ -19,7 +19,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from vaekit import fitting, saving
+from vaekit import distributed, fitting, saving
 from vaekit._deprecation import draws_keyword
 from vaekit._runtime import epoch_progress, seeded
 from vaekit.batch import Batch
@@ -366,7 +366,9 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         label_values = resolve_labels(X, labels, data.X.shape[0])
         classes = None if label_values is None else LabelClasses.fit(label_values)
         targets = None if classes is None else classes.encode(label_values).to(self._device)
-        seed = fitting.training_seed(self.seed, settings, resume)
+        # Under torchrun: join the other processes, and train with rank 0's seed.
+        w = distributed.join(self._device)
+        seed = w.broadcast_seed(fitting.training_seed(self.seed, settings, resume))
         rows = as_rows(data.X, self._device)
         n_input = len(preprocessor.features_)
         image_shape, chw = fitting.image_shapes(X, self.image_shape, settings, n_input)
@@ -381,10 +383,11 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         # Training holds the weights, their gradients, Adam's two moments, the best weights
         # and the roll-back copy: six copies, checked before any is allocated.
         check_memory(config, copies=TRAINING_COPIES)
-        with seeded(seed, self._device):
+        # Each rank draws its own noise; DistributedDataParallel gives all rank 0's weights.
+        with seeded(w.seed(seed), self._device):
             module = VAEModule(config).to(self._device)
             fitting.fit_library(module, rows)
-            with epoch_progress(settings["epochs"], self.verbose) as progress:
+            with epoch_progress(settings["epochs"], self.verbose and w.main) as progress:
                 result = train(
                     module,
                     rows,
@@ -426,7 +429,8 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     @property
     def _device(self) -> torch.device:
-        return torch.device(self.device)
+        """The device asked for; under torchrun, ``cuda`` is this rank's GPU."""
+        return distributed.world().device(torch.device(self.device))
 
     @property
     def _n_features_out(self) -> int:

@@ -19,6 +19,7 @@ from torch.distributions import Normal
 from vaekit.checkpoint import Checkpoints, LoopState, Snapshot, capture, restore
 from vaekit.config import TrainConfig
 from vaekit.data import DenseRows
+from vaekit.distributed import World, data_parallel, world
 from vaekit.model import LossOutput, VAEModule
 
 
@@ -157,9 +158,12 @@ def validation_loss(
     batch_size: int = 4096,
     seed: int = 0,
     iw_samples: int = 1,
+    world: World | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Mean loss, reconstruction and KL over ``index``, in eval mode, with fixed noise; and,
-    from the same pass, how the latent features are used (see :func:`usage_record`)."""
+    from the same pass, how the latent features are used (see :func:`usage_record`). Under
+    torchrun each rank passes its part of the rows, and the sums are added over the ranks."""
+    world = world or World()
     module.eval()
     gen = torch.Generator(device=_device(module)).manual_seed(seed)
     sums = torch.zeros(3, dtype=torch.float64, device=_device(module))
@@ -168,8 +172,10 @@ def validation_loss(
         out = module.loss(data.take(idx), _rows(cov, idx), kl_weight, gen, iw_samples)
         sums += _sums(out)
         usage += usage_sums(out.posterior)
-    loss, rec, kl = (sums / len(index)).tolist()
-    return {"loss": loss, "reconstruction": rec, "kl": kl}, usage_record(usage, len(index))
+    n = _total(world, len(index), sums.device)
+    world.sum(sums), world.sum(usage)
+    loss, rec, kl = (sums / n).tolist()
+    return {"loss": loss, "reconstruction": rec, "kl": kl}, usage_record(usage, n)
 
 
 @torch.no_grad()
@@ -179,13 +185,17 @@ def latent_usage(
     cov: torch.Tensor | None,
     index: torch.Tensor,
     batch_size: int = 4096,
+    world: World | None = None,
 ) -> dict[str, float]:
-    """:func:`usage_record` of the rows ``index``, from the encoder alone."""
+    """:func:`usage_record` of the rows ``index``, from the encoder alone (summed over the
+    ranks under torchrun, each passing its part of the rows)."""
+    world = world or World()
     module.eval()
     usage = torch.zeros(3, module.config.n_latent, dtype=torch.float64, device=_device(module))
     for idx in index.split(batch_size):
         usage += usage_sums(module.encode(data.take(idx), _rows(cov, idx)))
-    return usage_record(usage, len(index))
+    n = _total(world, len(index), usage.device)
+    return usage_record(world.sum(usage), n)
 
 
 def usage_sums(qz: Normal) -> torch.Tensor:
@@ -263,13 +273,19 @@ def train(
     """
     train_idx, val_idx, gen = seeded_split(len(data), config.validation_fraction, config.seed)
     stopping = config.early_stopping and len(val_idx) > 0
-    graphs = _graphable(module, data, config)
+    w = world()
+    graphs = _graphable(module, data, config, w)
     opt = adam(module, config, capturable=graphs)
+    objective = data_parallel(module, w) if w.size > 1 else module.loss
+    own = w.shard(train_idx), w.part(val_idx)  # this rank's rows (all of them in one process)
+    writer = checkpoints if w.main else None  # rank 0 alone writes
     plateau = _plateau(opt, config) if len(val_idx) else None
     loop, result = LoopState(sums=_zeros(module)), TrainResult()
     result.validation_rows = val_idx.sort().values
     if resume:
         loop = _resume(checkpoints, module, opt, plateau, gen, result) or loop
+        if w.size > 1:  # the checkpoint holds rank 0's noise generator: each rank its own
+            torch.manual_seed(w.seed(loop.epoch * len(train_idx) + loop.step))
     good = capture(module, opt, plateau, gen, loop)  # what a divergence rolls back to
     start, before = time.perf_counter(), loop.seconds
     with stop_signals() as stop:
@@ -280,9 +296,9 @@ def train(
             else:  # resumed mid-epoch: the same shuffle again
                 gen.set_state(loop.epoch_generator)
             weight = config.kl_weight(loop.epoch)
-            step = _Step(module, data, cov, opt, config, weight, labels)
-            fitted = _fit_epoch(step, train_idx, gen, loop, stop, checkpoints, plateau, graphs)
-            record = fitted and _validate(step, val_idx, train_idx, fitted)
+            step = _Step(module, data, cov, opt, config, weight, labels, objective, w)
+            fitted = _fit_epoch(step, own[0], gen, loop, stop, writer, plateau, graphs)
+            record = fitted and _validate(step, own[1], own[0], fitted)
             if record is None:  # NaN or inf: back to the last good state, half the rate
                 loop = _roll_back(good, module, opt, plateau, gen, loop)
                 continue
@@ -294,12 +310,12 @@ def train(
                 seconds=time.perf_counter() - tic,
             )
             _end_epoch(loop, record, module, plateau, config, stopping)
-            if callback is not None:
+            if callback is not None and w.main:
                 callback(record["epoch"], record)
             loop.seconds = before + time.perf_counter() - start
             good = capture(module, opt, plateau, gen, loop)
-            if checkpoints is not None:
-                checkpoints.write(good)
+            if writer is not None:
+                writer.write(good)
             if _minutes(start) >= (config.max_minutes or math.inf):
                 break
     if loop.best_state is not None:
@@ -308,7 +324,8 @@ def train(
     else:
         result.best_epoch = len(loop.history) - 1
     result.history = loop.history
-    _warn_if_collapsed(result.history[result.best_epoch], module.config.n_latent, config)
+    if w.main:
+        _warn_if_collapsed(result.history[result.best_epoch], module.config.n_latent, config)
     module.eval()
     result.seconds = before + time.perf_counter() - start
     return result
@@ -383,16 +400,18 @@ def _validate(
 ) -> dict[str, float] | None:
     """The epoch's record with the validation loss and latent usage; None if not finite."""
     module, data, cov, config = step.module, step.data, step.cov, step.config
-    if len(val_idx):
+    if _total(step.world, len(val_idx), _device(module)):
         # At the full KL weight, so that epochs compare across the warm-up.
         val, usage = validation_loss(
-            module, data, cov, val_idx, config.beta, iw_samples=config.iw_samples
+            module, data, cov, val_idx, config.beta, iw_samples=config.iw_samples,
+            world=step.world,
         )
         if not all(math.isfinite(v) for v in val.values()):
             return None
         record.update({f"val_{k}": v for k, v in val.items()})
     else:
-        usage = latent_usage(module, data, cov, train_idx[:DIAGNOSTIC_ROWS])
+        rows = train_idx[: max(1, DIAGNOSTIC_ROWS // step.world.size)]
+        usage = latent_usage(module, data, cov, rows, world=step.world)
     record.update(usage)
     return record
 
@@ -452,17 +471,20 @@ def adam(
         return torch.optim.Adam(module.parameters(), **kw)
 
 
-def _graphable(module: VAEModule, data: Rows, config: TrainConfig) -> bool:
+def _graphable(module: VAEModule, data: Rows, config: TrainConfig, w: World) -> bool:
     """Whether the step can be captured in a CUDA graph: asked for, on a GPU, with the rows
-    held there as one dense tensor (sparse rows have a shape that changes per batch)."""
+    held there as one dense tensor (sparse rows have a shape that changes per batch), in one
+    process (DistributedDataParallel's hooks are not captured here)."""
     if not config.cuda_graph:
         return False
     device = _device(module)
-    if device.type == "cuda" and isinstance(data, DenseRows) and data.X.device == device:
+    dense = isinstance(data, DenseRows) and data.X.device == device
+    if device.type == "cuda" and dense and w.size == 1:
         return True
     warnings.warn(
-        f"cuda_graph needs device='cuda' and dense rows held on the GPU (got device "
-        f"{device.type!r}, {type(data).__name__}); training without graphs",
+        f"cuda_graph needs device='cuda', dense rows held on the GPU and one process (got "
+        f"device {device.type!r}, {type(data).__name__}, {w.size} processes); training "
+        "without graphs",
         stacklevel=3,
     )
     return False
@@ -479,6 +501,8 @@ class _Step:
     config: TrainConfig
     kl_weight: float
     labels: torch.Tensor | None = None
+    objective: Callable[..., LossOutput] | None = None  # module.loss, or DDP's wrapper of it
+    world: World = field(default_factory=World)
 
     def __call__(self, idx: torch.Tensor) -> torch.Tensor:
         """Take one step on the rows ``idx``; return the (3,) float64 loss sums."""
@@ -489,7 +513,7 @@ class _Step:
             "labels": _rows(self.labels, idx), "label_weight": config.classification_weight
         }
         with _autocast(config.precision, idx.device):
-            out = module.loss(
+            out = (self.objective or module.loss)(
                 self.data.take(idx), _rows(self.cov, idx), self.kl_weight,
                 iw_samples=config.iw_samples, **supervised,
             )
@@ -600,9 +624,12 @@ def _fit_epoch(
             raise _interrupted(stop.signum, step, gen, loop, checkpoints, plateau, len(batches))
         if checkpoints is not None and checkpoints.due() and torch.isfinite(loop.sums).all():
             checkpoints.write(capture(step.module, step.opt, plateau, gen, loop))
-    if not torch.isfinite(loop.sums).all():
+    # Over all ranks, so that each decides the same (to roll back, to stop).
+    count = torch.tensor([float(loop.count)], dtype=torch.float64, device=loop.sums.device)
+    total = step.world.sum(torch.cat([loop.sums, count]))
+    if not torch.isfinite(total).all():
         return None
-    loss, rec, kl = (loop.sums / loop.count).tolist()
+    loss, rec, kl = (total[:3] / total[3]).tolist()
     return {"train_loss": loss, "train_reconstruction": rec, "train_kl": kl}
 
 
@@ -695,6 +722,13 @@ _RECORDER: Any = None  # None: CUDA graphs; tests put an eager stand-in here
 
 def _zeros(module: torch.nn.Module) -> torch.Tensor:
     return torch.zeros(3, dtype=torch.float64, device=_device(module))
+
+
+def _total(w: World, n: int, device: torch.device) -> int:
+    """``n`` summed over the ranks."""
+    if w.size == 1:
+        return n
+    return int(w.sum(torch.tensor([n], dtype=torch.float64, device=device)))
 
 
 def _minutes(start: float) -> float:

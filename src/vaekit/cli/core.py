@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from vaekit import distributed
 from vaekit.analysis._limits import MAX_DRAWS, check_count
 from vaekit.cli.common import (
     ANNOTATIONS,
@@ -59,6 +60,11 @@ def train(**given: Any) -> None:
         again = command if resume else f"{command} --resume"
         err.args = (str(err).replace("fit(..., resume=True)", again),)
         raise
+    finally:
+        main = distributed.world().main
+        distributed.leave()
+    if not main:  # under torchrun, rank 0 alone writes and reports
+        return
     model.save(
         out,
         metadata={
