@@ -174,7 +174,8 @@ def test_count_models_scale_reconstructions_by_library_size():
 def test_training_that_diverges_says_so():
     X = counts(150, 12) * 1e6  # raw, huge values under a Gaussian: the KL overflows
     with pytest.raises(RuntimeError, match="diverged.*Lower lr.*scale the data"):
-        vaekit.VAE(n_latent=2, epochs=20, lr=1e-1, seed=0, verbose=False).fit(X)
+        vaekit.VAE(n_latent=2, likelihood="gaussian", preprocess=(), epochs=20, lr=1e-1, seed=0,
+                   verbose=False).fit(X)
 
 
 def test_set_output_gives_named_latent_columns(digits):

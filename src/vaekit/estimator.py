@@ -19,7 +19,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from vaekit import distributed, fitting, saving
+from vaekit import auto, distributed, fitting, saving
 from vaekit._deprecation import draws_keyword
 from vaekit._runtime import epoch_progress, seeded
 from vaekit.batch import Batch
@@ -29,7 +29,7 @@ from vaekit.data.preprocess import Preprocessor
 from vaekit.iwae import log_likelihood as iwae_log_likelihood
 from vaekit.labels import LabelClasses, resolve_labels
 from vaekit.model import VAEModule, check_memory
-from vaekit.presets import check_settings, resolve
+from vaekit.presets import check_settings, fixed, resolve
 from vaekit.train import train
 from vaekit.validation import (
     Table,
@@ -353,12 +353,17 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         check_settings(settings)
         if settings["checkpoint_dir"] is not None:  # JSON in settings_ and checkpoints
             settings["checkpoint_dir"] = os.fspath(settings["checkpoint_dir"])
-        preprocessor = Preprocessor(settings["preprocess"])
         masked = settings["missing"] == "mask"
         table = as_table(X, layer=layer, allow_nan=masked)
         check_observed(table)
+        # Settings nobody gave follow the data (vaekit.auto): preprocessing from the raw
+        # values, the rest from what the model will see.
+        given = fixed(self.get_params(), self.preset)
+        fitting.automatic(settings, given, table.X, auto.PREPROCESS_RULES)
+        preprocessor = Preprocessor(settings["preprocess"])
         names = table.feature_names or [f"x{i}" for i in range(table.X.shape[1])]
         data = preprocessor.fit_transform(table.X, names)
+        fitting.automatic(settings, given, data, auto.RULES)
         data = fitting.model_table(data, table, preprocessor, settings["likelihood"], masked)
         y = resolve_y(X, y)
         covariates = None if y is None else CovariateEncoder.fit(y, data.X.shape[0])

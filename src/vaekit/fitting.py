@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaekit import checkpoint
+from vaekit import auto, checkpoint
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.data import DenseRows, SparseRows
 from vaekit.data.preprocess import Preprocessor
@@ -19,6 +19,16 @@ from vaekit.model import VAEModule
 from vaekit.nn import get_architecture
 from vaekit.options import RESUMABLE, feeding
 from vaekit.validation import Table, check_finite, check_support, is_anndata
+
+
+def automatic(
+    settings: dict[str, Any], fixed: set[str], X: Any, rules: tuple[auto.Rule, ...]
+) -> None:
+    """Fill the settings nobody gave by ``rules`` (:mod:`vaekit.auto`) on the data X, in
+    place, and add their notes to ``settings["auto"]``."""
+    chosen, notes = auto.choose(rules, auto.profile(X), fixed, settings)
+    settings.update(chosen)
+    settings["auto"] = [*settings.get("auto", []), *notes]
 
 
 def model_table(

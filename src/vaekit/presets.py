@@ -54,7 +54,7 @@ from vaekit.data.preprocess import Log1p, MinMax, SelectVariable
 # The estimator's entry points: defaults and checks come from the settings table.
 from vaekit.options import DEFAULTS, check_settings
 
-__all__ = ["DEFAULTS", "PRESETS", "check_settings", "resolve"]
+__all__ = ["DEFAULTS", "PRESETS", "check_settings", "fixed", "resolve"]
 
 # Each preset is a plain dict of overrides of DEFAULTS, keyed by VAE argument names.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -106,3 +106,10 @@ def resolve(params: dict[str, Any], preset: str | None) -> dict[str, Any]:
     chosen = PRESETS.get(preset, {}) if preset else {}
     given = {k: v for k, v in params.items() if k in DEFAULTS and v is not None}
     return {**DEFAULTS, **chosen, **given}
+
+
+def fixed(params: dict[str, Any], preset: str | None) -> set[str]:
+    """The settings given (not None) or set by the preset: the automatic settings
+    (:mod:`vaekit.auto`) leave them alone."""
+    given = {k for k, v in params.items() if k in DEFAULTS and v is not None}
+    return given | set(PRESETS.get(preset, {}) if preset else ())

@@ -238,10 +238,14 @@ def _params(c: _Config, value: Any) -> None:
 
 
 def _settings(c: _Config, value: Any, model: ModelConfig) -> None:
-    settings = c.object("settings", value, tuple(DEFAULTS), SETTINGS_READ)
+    settings = c.object("settings", value, (*DEFAULTS, "auto"), SETTINGS_READ)
     for name, item in settings.items():
         if name == "preprocess":
             _preprocess(c, "settings.preprocess", item)
+        elif name == "auto":  # the automatic settings' notes (vaekit.auto)
+            ok = isinstance(item, list) and all(isinstance(v, str) for v in item)
+            if not ok:
+                raise c.fail("settings.auto", "a list of strings", item)
         else:
             c.check(f"settings.{name}", BY_NAME[name].constraint, item)
     for name in feeding("model"):  # the module was built from these
