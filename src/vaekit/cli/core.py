@@ -344,6 +344,8 @@ def info(model_dir: Path = MODEL) -> None:
     }
     for key, value in lines.items():
         typer.echo(f"{key:>24}: {value}")
+    for i, note in enumerate(s.get("auto") or []):  # the automatic settings (vaekit.auto)
+        typer.echo(f"{'chosen from the data' if i == 0 else '':>24}: {note}")
 
 
 @app.command(rich_help_panel="Train and use a model")

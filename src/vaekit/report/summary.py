@@ -192,6 +192,11 @@ def summary_rows(
         ("n_latent", "Latent features", str(values["n_latent"])),
         ("architecture", "Architecture", _architecture(model)),
         ("preprocess", "Preprocessing", _preprocessing(model)),
+        *(
+            [("auto", "Chosen from the data", "; ".join(notes))]
+            if (notes := model.settings_.get("auto"))
+            else []
+        ),
         ("conditions", "Conditions", _conditions(model)),
         ("annotations", "Annotations", ", ".join(values["annotations"]) or "none"),
         ("epochs", "Epochs trained / best", f"{values['epochs']} / {values['best_epoch']}"),
