@@ -21,12 +21,13 @@ from sklearn.utils.validation import check_is_fitted
 
 from vaekit import auto, distributed, fitting, saving
 from vaekit._deprecation import draws_keyword
-from vaekit._runtime import epoch_progress, seeded
+from vaekit._runtime import chunk_rows, epoch_progress, seeded
 from vaekit.batch import Batch
 from vaekit.covariates import CovariateEncoder
 from vaekit.data import DenseRows, SparseRows, as_rows
 from vaekit.data.preprocess import Preprocessor
 from vaekit.iwae import log_likelihood as iwae_log_likelihood
+from vaekit.iwae import row_values
 from vaekit.labels import LabelClasses, resolve_labels
 from vaekit.model import VAEModule, check_memory
 from vaekit.presets import check_settings, fixed, resolve
@@ -40,7 +41,7 @@ from vaekit.validation import (
     resolve_y,
 )
 
-INFERENCE_BATCH = 4096
+INFERENCE_BATCH = 4096  # rows per batch of inference on the CPU (GPUs: inference_rows)
 TRAINING_COPIES = 6
 NO_MASK_HINT = (
     "this model was fitted without missing='mask' and cannot read missing entries: fill "
@@ -529,13 +530,15 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         fn: Callable[[Batch], Any],
         *,
         seed: int = 0,
-        batch_rows: int = INFERENCE_BATCH,
+        batch_rows: int | None = None,
     ) -> list:
-        """``fn(batch)`` for consecutive batches of ``batch_rows`` rows of ``prepared``, in
-        eval mode, without gradients, with torch's generators seeded by ``seed``; the
-        per-batch outputs in order. Each :class:`~vaekit.batch.Batch` holds its rows, the mask
-        of observed entries, the conditions and the library sizes."""
+        """``fn(batch)`` for consecutive batches of ``batch_rows`` rows of ``prepared``
+        (default :meth:`inference_rows`), in eval mode, without gradients, with torch's
+        generators seeded by ``seed``; the per-batch outputs in order. Each
+        :class:`~vaekit.batch.Batch` holds its rows, the mask of observed entries, the
+        conditions and the library sizes."""
         module = self.module_.eval()
+        batch_rows = self.inference_rows() if batch_rows is None else batch_rows
         outputs = []
         with seeded(seed, self._device):
             for idx in torch.arange(len(prepared)).split(batch_rows):
@@ -543,6 +546,11 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 c = None if c is None else c[idx.to(c.device)]
                 outputs.append(fn(module.batch(prepared.rows.take(idx), c)))
         return outputs
+
+    def inference_rows(self) -> int:
+        """Rows per batch of inference: :data:`INFERENCE_BATCH` on the CPU, as many as fit in
+        a share of a GPU's free memory there (:func:`~vaekit._runtime.chunk_rows`)."""
+        return chunk_rows(self._device, row_values(self.module_.config), INFERENCE_BATCH)
 
     def _map(
         self, X: Any, y: Any, layer: str | None, fn: Callable[[Batch], Any], seed: int = 0
@@ -638,10 +646,14 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if n_draws < 1:
             raise ValueError(f"n_draws must be >= 1; got {n_draws}")
 
-        def iwae(b: Batch) -> torch.Tensor:
-            return iwae_log_likelihood(self.module_, b, n_draws)  # draws chunked inside
+        prepared, size = self.prepare(X, y, layer=layer), self.inference_rows()
+        starts = iter(range(0, len(prepared), size))
 
-        return torch.cat(self._map(X, y, layer, iwae, seed)[1]).cpu().double().numpy()
+        def iwae(b: Batch) -> torch.Tensor:  # draws keyed by (seed, row): blocks do not matter
+            return iwae_log_likelihood(self.module_, b, n_draws, seed=seed, first_row=next(starts))
+
+        parts = self.map_batches(prepared, iwae, seed=seed, batch_rows=size)
+        return torch.cat(parts).cpu().double().numpy()
 
     @torch.no_grad()
     def sample(self, n: int, y: Any = None, seed: int = 0, mean: bool = False) -> np.ndarray:
@@ -694,7 +706,7 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         cov = self.encode_conditions(y, len(Z), broadcast=True)
         parts = []
         with seeded(seed, self._device):
-            for idx in torch.arange(len(Z)).split(INFERENCE_BATCH):
+            for idx in torch.arange(len(Z)).split(self.inference_rows()):
                 z = torch.from_numpy(Z[idx.numpy()]).to(self._device)
                 library = (
                     module.sample_library(len(idx)) if module.likelihood.uses_library else None

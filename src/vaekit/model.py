@@ -324,15 +324,19 @@ class VAEModule(nn.Module):
         k: int,
         qz: Normal | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
+        noise: torch.Tensor | None = None,
     ) -> ImportanceDraws:
         """``k`` draws z_k from the proposal ``qz`` (by default q(z | x)), decoded, with the
         parts of their log importance weight log p(x|z_k) + log p(z_k) - log q(z_k). Only the
         ``observed`` entries of the batch are scored (as :meth:`log_px`), so any proposal gives
         a consistent estimate of p(x_obs) (Burda et al. 2016; Mattei & Frellsen 2019). A list of
-        generators, one per sample, makes each sample's draws its own."""
+        generators, one per sample, makes each sample's draws its own; ``noise``, (k, B, L)
+        standard normal values, is used instead of drawing them."""
         qz = self.encode(batch.x, batch.condition, batch.observed) if qz is None else qz
         n = len(batch)
-        z = qz.loc + qz.scale * _noise((k, *qz.loc.shape), generator, batch.x.device)  # (k, B, L)
+        if noise is None:
+            noise = _noise((k, *qz.loc.shape), generator, batch.x.device)
+        z = qz.loc + qz.scale * noise  # (k, B, L)
         copies = batch.repeat(k)
         px = self.decode(z.reshape(k * n, -1), copies.condition, copies.library)
         log_px = self.log_px(px, copies.x, copies.observed).view(k, n)

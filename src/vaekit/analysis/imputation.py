@@ -39,14 +39,17 @@ from sklearn.utils.validation import check_is_fitted
 from torch.distributions import Normal
 
 from vaekit._deprecation import draws_keyword
+from vaekit._runtime import chunk_rows
 from vaekit.analysis._limits import MAX_DRAWS, MAX_IMPUTATIONS, check_count
 from vaekit.batch import Batch
+from vaekit.iwae import row_values
 from vaekit.model import VAEModule, prior_kl
 from vaekit.validation import check_observed, is_anndata
 
 if TYPE_CHECKING:
     from vaekit.estimator import BaseVAE, Prepared
 
+# On the CPU (a GPU sizes both from its free memory, block_rows and draw_rows):
 BLOCK_ROWS = 1024  # samples imputed together: bounds the memory of preprocessing and draws
 MAX_DRAW_VALUES = 2**25  # decoded values per importance block (samples x draws x features)
 # Decoded values per refinement step, kept with their activations for the backward pass: a
@@ -220,21 +223,34 @@ def _impute_rows(
     """``request.n_out`` arrays (n, n_features_in_), each X completed in the input space of
     the model (its features, in its order), a block of samples at a time."""
     module, pre = model.module_, model.preprocessor_
-
-    starts = iter(range(0, len(prepared), BLOCK_ROWS))
+    size = block_rows(module)
+    starts = iter(range(0, len(prepared), size))
 
     def block(b: Batch) -> list[torch.Tensor]:
         # Every model scores only the entries that are not NaN: they are what is known.
         r = replace(request, first_row=next(starts))
         return list(imputer(module, module.batch(b.x, b.condition, ~b.x.isnan()), r))
 
-    blocks = model.map_batches(prepared, block, seed=seed, batch_rows=BLOCK_ROWS)
+    blocks = model.map_batches(prepared, block, seed=seed, batch_rows=size)
     parts: list[list[np.ndarray]] = [[] for _ in range(request.n_out)]
-    for start, draws in zip(range(0, len(prepared), BLOCK_ROWS), blocks, strict=True):
-        X_in = prepared.inputs.X[start : start + BLOCK_ROWS]
+    for start, draws in zip(range(0, len(prepared), size), blocks, strict=True):
+        X_in = prepared.inputs.X[start : start + size]
         for i, draw in enumerate(draws):  # (n_out, b, D)
             parts[i].append(pre.inverse_transform(draw.cpu().numpy(), X_in))
     return [np.concatenate(p) for p in parts]
+
+
+def block_rows(module: VAEModule) -> int:
+    """Samples imputed together: :data:`BLOCK_ROWS` on the CPU; on a GPU as many as its free
+    memory holds (their host-side preprocessing is a few float64 copies of the rows)."""
+    device = next(module.parameters()).device
+    return chunk_rows(device, row_values(module.config), BLOCK_ROWS)
+
+
+def draw_rows(module: VAEModule, device: torch.device) -> int:
+    """Decoded rows (samples x draws) per importance block: :data:`MAX_DRAW_VALUES` values
+    on the CPU; on a GPU as many rows as its free memory holds."""
+    return chunk_rows(device, row_values(module.config), MAX_DRAW_VALUES // module.config.n_input)
 
 
 def _fill(
@@ -257,7 +273,7 @@ def importance(module: VAEModule, batch: Batch, r: Request) -> torch.Tensor:
     gens = r.generators(len(batch))
     if r.refine_steps:
         qz = _refine(module, batch, qz, r.refine_steps, gens)
-    step = max(1, MAX_DRAW_VALUES // (r.n_draws * batch.x.shape[1]))
+    step = max(1, draw_rows(module, batch.x.device) // r.n_draws)
     parts = [
         _importance_block(
             module, batch.slice(i, step), _normal_rows(qz, i, step), r, gens[i : i + step]
