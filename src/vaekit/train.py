@@ -470,7 +470,9 @@ def _fit_epoch(
     """Run the epoch's minibatches from ``loop.step`` on; return its training record, or None
     when the loss became NaN or infinite (one device sync, at the end)."""
     step.module.train()
-    batches = minibatches(index, step.config.batch_size, gen)
+    # A row source may order the epoch itself (a file read in blocks, see vaekit.data.backed)
+    order = getattr(step.data, "order", minibatches)
+    batches = order(index, step.config.batch_size, gen)
     # Sums stay on the device: a copy to the host every step would stall a GPU.
     for idx in batches[loop.step :]:
         loop.sums += step(idx)

@@ -6,6 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from vaekit.data.backed import BackedMatrix, BackedRows
 from vaekit.validation import check_dense_fits
 
 
@@ -45,6 +46,8 @@ class SparseRows:
         return np.asarray(self.X.sum(axis=1)).ravel()
 
 
-def as_rows(X: np.ndarray | sp.csr_matrix, device: torch.device | str = "cpu"):
+def as_rows(X: np.ndarray | sp.csr_matrix | BackedMatrix, device: torch.device | str = "cpu"):
     """Wrap a validated matrix as a row source."""
+    if isinstance(X, BackedMatrix):  # rows stay in the file, read in blocks
+        return BackedRows(X, device)
     return SparseRows(X, device) if sp.issparse(X) else DenseRows(X, device)
