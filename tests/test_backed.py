@@ -201,3 +201,19 @@ def test_backed_refuses_what_it_cannot_stream(tmp_path):
         VAE(preprocess=["log1p"], verbose=False).fit(b)
     with pytest.raises(ValueError, match=r"cannot score .* 0.5 at row 10 \(sample 'c10'\), col"):
         VAE(likelihood="nb", verbose=False).fit(b)
+
+
+def test_cli_reads_backed_above_the_memory_share(tmp_path, monkeypatch):
+    from corpus import run
+
+    from vaekit import _memory
+
+    _, path = write(tmp_path, counts(), "csr")
+    monkeypatch.setattr(_memory, "available_memory", lambda: 2 * N * P)  # CSR: ~8 B a value
+    args = ["train", path, "--likelihood", "nb", "--epochs", "1", "--hidden", "4", "-q"]
+    auto = run([*args, "-o", tmp_path / "auto"])
+    assert auto.code == 0 and "reading it backed" in auto.err, auto.err
+    loaded = run([*args, "-o", tmp_path / "loaded", "--in-memory"])
+    assert loaded.code == 0 and "backed" not in loaded.err, loaded.err
+    for folder in ("auto", "loaded"):
+        assert vaekit.load(tmp_path / folder).n_features_in_ == P

@@ -9,7 +9,9 @@ trains, so memory holds a few buffers, not the matrix.
 
 from __future__ import annotations
 
+import os
 import queue
+import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from vaekit.atomic import atomic_file
 from vaekit.likelihoods import Support
 from vaekit.validation import Table, is_anndata
 
@@ -66,6 +69,37 @@ def read_h5ad(path: Path, layer: str | None = None) -> anndata.AnnData:
     vaekit = {**adata.uns.get("vaekit", {}), "source": str(path), "backed": True}
     adata.uns["vaekit"] = vaekit if layer is None else {**vaekit, "layer": layer}
     return adata
+
+
+def in_memory_bytes(path: str | os.PathLike, layer: str | None = None) -> int | None:
+    """Bytes the matrix of an AnnData file would take read into memory (float32, CSR with
+    64-bit pointers, or dense), from its layout alone; None for a file that is not AnnData
+    or whose matrix is neither."""
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("encoding-type") not in ("anndata", b"anndata"):
+                return None
+            item = f.get("X" if layer is None else f"layers/{layer}")
+            if isinstance(item, h5py.Dataset) and item.ndim == 2:
+                return int(np.prod(item.shape)) * 4
+            if isinstance(item, h5py.Group) and "data" in item and "indptr" in item:
+                return len(item["data"]) * 8 + len(item["indptr"]) * 8
+    except OSError:
+        pass
+    return None
+
+
+def write_h5ad(adata: anndata.AnnData, path: str | os.PathLike) -> Path:
+    """Write a backed AnnData with its annotations (obs, obsm) as they are now: its file
+    copied byte for byte (the matrix is never loaded), those two rewritten in the copy."""
+    with atomic_file(path) as tmp:
+        shutil.copyfile(adata.filename, tmp)
+        with h5py.File(tmp, "r+") as f:
+            for key, value in (("obs", adata.obs), ("obsm", dict(adata.obsm))):
+                if key in f:
+                    del f[key]
+                anndata.io.write_elem(f, key, value)
+    return Path(path)
 
 
 def matrix_key(adata: anndata.AnnData, layer: str | None, source: Any) -> str:
