@@ -29,9 +29,9 @@ from vaekit.atomic import atomic_file
 from vaekit.likelihoods import Support
 from vaekit.validation import Table, is_anndata
 
-BLOCK_BYTES = 4 << 20  # stored bytes per block: large reads, few h5py calls
+BLOCK_BYTES = 1 << 20  # stored bytes per block: reads large enough to be fast, yet small
 BLOCK_ROWS = (64, 16384)  # bounds on the rows of a block
-BUFFER_BLOCKS = 8  # blocks whose rows are shuffled together
+BUFFER_BLOCKS = 16  # blocks whose rows are shuffled together
 TIMEOUT = 0.1  # seconds between the reader's checks for a stop
 
 
@@ -221,9 +221,11 @@ class BackedMatrix:
         for block in np.split(wanted, np.flatnonzero(np.diff(wanted // self.block_rows)) + 1):
             if len(block):
                 part = self.read(int(block[0]), int(block[-1]) + 1)
-                parts.append(part[block - block[0]])
+                whole = part.shape[0] == len(block)  # every row of the span: no copy
+                parts.append(part if whole else part[block - block[0]])
         stacked = _stack(parts, self.sparse, self.shape[1])
-        return stacked[inverse]
+        in_order = len(wanted) == len(index) and (np.diff(index) > 0).all()
+        return stacked if in_order else stacked[inverse]
 
     __getitem__ = rows  # what checkpoint fingerprints take: X[rows]
 
@@ -269,6 +271,9 @@ class _Plan:
     rows: np.ndarray  # (n,) the epoch's rows, batches concatenated
     bounds: np.ndarray  # (n_buffers + 1,) where each buffer starts in ``rows``
     batch_size: int
+
+    def __post_init__(self) -> None:
+        self.number = {id(b): k for k, b in enumerate(self.batches)}  # the batch given back
 
 
 class BackedRows:
@@ -329,12 +334,8 @@ class BackedRows:
     def _batch_number(self, index: torch.Tensor) -> int | None:
         """Which batch of the planned epoch ``index`` is (None when it is none of them)."""
         plan = self._plan
-        if plan is None:
-            return None
-        for k, batch in enumerate(plan.batches):
-            if batch is index:
-                return k
-        return None
+        k = None if plan is None else plan.number.get(id(index))
+        return k if k is not None and plan.batches[k] is index else None
 
     def _planned(self, k: int) -> np.ndarray | sp.csr_matrix:
         plan = self._plan
@@ -415,7 +416,7 @@ class _Reader:
     def __init__(self, X: BackedMatrix, plan: _Plan, first: int) -> None:
         self.X, self.plan = X, plan
         self.start = int(plan.bounds[first])  # the first row position still held
-        self._held: list[tuple[int, int, Any]] = []  # (start, stop, rows) of read buffers
+        self._held: list[tuple[int, int, Any]] = []  # (start, stop, _buffer) of read buffers
         self._queue: queue.Queue = queue.Queue(maxsize=1)
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(first,), daemon=True)
@@ -426,10 +427,18 @@ class _Reader:
         try:
             for b in range(first, len(bounds) - 1):
                 start, stop = int(bounds[b]), int(bounds[b + 1])
-                if not self._put((start, stop, self.X.rows(self.plan.rows[start:stop]))):
+                if not self._put((start, stop, self._buffer(start, stop))):
                     return
         except BaseException as err:  # handed over, raised in the main thread
             self._put(_Failure(err))
+
+    def _buffer(self, start: int, stop: int) -> tuple[Any, np.ndarray]:
+        """(the rows of positions ``start:stop`` in file order, where each position's row is
+        in them): kept in file order, a batch is picked from them, so no shuffled copy of
+        the whole buffer is made."""
+        rows = self.plan.rows[start:stop]
+        ordered = np.sort(rows)
+        return self.X.rows(ordered), np.searchsorted(ordered, rows)
 
     def _put(self, item: Any) -> bool:
         """Queue ``item`` unless closed first; whether it was queued."""
@@ -448,8 +457,8 @@ class _Reader:
         while not self._held or self._held[-1][1] < stop:
             item = self._get()
             self._held.append(item)
-        parts = [rows[max(start, a) - a : min(stop, b) - a] for a, b, rows in self._held
-                 if a < stop and b > start]
+        parts = [rows[at[max(start, a) - a : min(stop, b) - a]] for a, b, (rows, at)
+                 in self._held if a < stop and b > start]
         return _stack(parts, self.X.sparse, self.X.shape[1])
 
     def _get(self) -> tuple[int, int, Any]:
