@@ -13,7 +13,7 @@ import torch
 from vaekit import checkpoint
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.data import DenseRows, SparseRows
-from vaekit.data.backed import backed_table, is_backed
+from vaekit.data.backed_files import backed_table, is_backed
 from vaekit.data.preprocess import Preprocessor
 from vaekit.likelihoods import get_likelihood
 from vaekit.model import VAEModule

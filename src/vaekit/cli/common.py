@@ -75,7 +75,7 @@ def auto_backed(path: Path, layer: str | None) -> bool:
     """Whether the AnnData file ``path`` is too large to load (its matrix would take more
     than :data:`AUTO_BACKED_SHARE` of the memory available); says so on stderr."""
     from vaekit._memory import available_memory
-    from vaekit.data.backed import in_memory_bytes
+    from vaekit.data.backed_files import in_memory_bytes
     from vaekit.validation import format_bytes
 
     needed = in_memory_bytes(path, layer) if Path(path).is_file() else None

@@ -178,7 +178,7 @@ def encode(
     import pandas as pd
 
     import vaekit
-    from vaekit.data import backed as backed_data
+    from vaekit.data import backed_files as backed_data
     from vaekit.data.writers import check_output, write_h5ad, write_table
 
     h5ad = str(data).endswith(".h5ad")

@@ -11,7 +11,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from vaekit.data import backed as backed_reader
+from vaekit.data import backed_files as backed_reader
 
 # imported for their @reader registrations
 from vaekit.data.readers import arrays, hdf5, idx, images, tables, tenx  # noqa: F401
