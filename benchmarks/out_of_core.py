@@ -33,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+GB = 1e9
 CHUNK = 20_000  # rows generated and written at a time
 N_TYPES = 12  # cell populations, so that the data have structure to learn
 SETTINGS = dict(
@@ -138,25 +139,30 @@ def run(*args: str) -> dict:
 
 
 def report(args: argparse.Namespace, folder: Path) -> None:
+    """Generate both files, measure, print each figure as soon as it is known."""
     big, small = folder / "cells.h5ad", folder / "subset.h5ad"
     t = time.perf_counter()
     shape = [str(args.genes), str(args.density)]
     matrix = run("--generate", str(big), str(args.cells), *shape, "0")["csr_bytes"]
     run("--generate", str(small), str(args.subset), *shape, "1")
-    print(f"generated in {time.perf_counter() - t:.0f} s")
-    backed, memory = run("--measure", "backed", str(big)), run("--measure", "memory", str(small))
-    gb = 1e9
-    print(f"file: {args.cells:,} cells x {args.genes:,} genes, {big.stat().st_size / gb:.2f} GB; "
-          f"as in-memory CSR {matrix / gb:.2f} GB (goal: peak RSS <= {matrix / 2 / gb:.2f} GB)")
-    for r in (backed, memory):
-        print(f"{r['kind']:>7}: {r['cells']:,} cells, epoch {r['epoch_seconds']:.1f} s = "
-              f"{r['cells'] / r['epoch_seconds']:,.0f} cells/s; fit {r['seconds']:.1f} s "
-              f"(with reading and checks) = {r['cells'] / r['seconds']:,.0f} cells/s; peak RSS "
-              f"{r['peak_rss'] / gb:.2f} GB (after imports {r['rss_after_imports'] / gb:.2f})")
+    print(f"generated in {time.perf_counter() - t:.0f} s", flush=True)
+    print(f"file: {args.cells:,} cells x {args.genes:,} genes, {big.stat().st_size / GB:.2f} GB; "
+          f"as in-memory CSR {matrix / GB:.2f} GB (goal: peak RSS <= {matrix / 2 / GB:.2f} GB)",
+          flush=True)
+    backed = _shown(run("--measure", "backed", str(big)))
+    memory = _shown(run("--measure", "memory", str(small)))
     ratio = _rate(backed, "epoch_seconds") / _rate(memory, "epoch_seconds")
     total = _rate(backed, "seconds") / _rate(memory, "seconds")
     print(f"peak RSS / in-memory CSR bytes: {backed['peak_rss'] / matrix:.2f} (goal <= 0.5)")
     print(f"throughput backed / in-memory: epoch {ratio:.2f}, whole fit {total:.2f} (goal >= 0.5)")
+
+
+def _shown(r: dict) -> dict:
+    print(f"{r['kind']:>7}: {r['cells']:,} cells, epoch {r['epoch_seconds']:.1f} s = "
+          f"{_rate(r, 'epoch_seconds'):,.0f} cells/s; fit {r['seconds']:.1f} s (with reading "
+          f"and checks) = {_rate(r, 'seconds'):,.0f} cells/s; peak RSS {r['peak_rss'] / GB:.2f} "
+          f"GB (after imports {r['rss_after_imports'] / GB:.2f})", flush=True)
+    return r
 
 
 def _rate(result: dict, key: str) -> float:
