@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-BLOCK_BYTES = 1 << 20  # stored bytes per block: reads large enough to be fast, yet small
+BLOCK_BYTES = 1 << 19  # stored bytes per block: reads large enough to be fast, yet small
 BLOCK_ROWS = (64, 16384)  # bounds on the rows of a block
 BUFFER_BLOCKS = 16  # blocks whose rows are shuffled together
 TIMEOUT = 0.1  # seconds between the reader's checks for a stop
