@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import torch
 
@@ -361,13 +362,38 @@ def part4(sizes: Sizes, device: torch.device, python: str | None) -> None:
           f"torch {result['torch']}, {result['epochs']} epochs)")
 
 
+def part5(device: torch.device) -> None:
+    """Issue 18's launch path on this machine: ``torchrun`` with one process, so that the
+    process group (NCCL on a GPU, gloo on a CPU) and DistributedDataParallel are used."""
+    import subprocess
+    import tempfile
+
+    print(f"\n5. torchrun --nproc-per-node 1 -m vaekit train ... --device {device.type}")
+    with tempfile.TemporaryDirectory() as tmp:
+        table = Path(tmp) / "counts.csv"
+        rng = np.random.default_rng(0)
+        pd.DataFrame(rng.poisson(3, (2000, 50))).to_csv(table)
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   "--nproc-per-node", "1", "-m", "vaekit", "train", str(table), "-o",
+                   str(Path(tmp) / "model"), "--epochs", "3", "--device", device.type, "--quiet"]
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        seconds = time.perf_counter() - start
+    last = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
+    outcome = "ok" if done.returncode == 0 else f"FAILED (exit {done.returncode})"
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    print(f"    {outcome} in {seconds:.1f} s with {backend}: {last}")
+    if done.returncode != 0:
+        print(done.stderr[-2000:])
+
+
 # ------------------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: prove it runs")
     parser.add_argument("--scvi-python", help="a python with scvi-tools 1.4 (part 4)")
-    parser.add_argument("--parts", default="1234", help="which parts to run, e.g. 13")
+    parser.add_argument("--parts", default="12345", help="which parts to run, e.g. 13")
     args = parser.parse_args(argv)
     # A few epochs leave latent features unused; that is no news here.
     warnings.filterwarnings("ignore", message="only .* latent features are active")
@@ -386,6 +412,8 @@ def main(argv: list[str] | None = None) -> None:
         part3(sizes, device)
     if "4" in args.parts:
         part4(sizes, device, scvi_python(args.scvi_python))
+    if "5" in args.parts:
+        part5(device)
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 

@@ -64,7 +64,8 @@ def profile(X: Any) -> Profile:
     """The :class:`Profile` of a (samples x features) matrix, dense or sparse; the kind is read
     from its first rows (NaN, missing entries, ignored)."""
     n, d = X.shape
-    head = X[: min(n, PROFILE_ROWS)]
+    rows = min(n, PROFILE_ROWS)
+    head = X.read(0, rows) if hasattr(X, "read") else X[:rows]  # a backed file's reader
     values = head.data if sp.issparse(head) else np.asarray(head).ravel()
     values = np.asarray(values, dtype=np.float64)
     values = values[~np.isnan(values)]

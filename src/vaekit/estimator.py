@@ -34,9 +34,6 @@ from vaekit.presets import check_settings, fixed, resolve
 from vaekit.train import train
 from vaekit.validation import (
     Table,
-    align_features,
-    as_table,
-    check_observed,
     is_anndata,
     resolve_y,
 )
@@ -355,17 +352,9 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if settings["checkpoint_dir"] is not None:  # JSON in settings_ and checkpoints
             settings["checkpoint_dir"] = os.fspath(settings["checkpoint_dir"])
         masked = settings["missing"] == "mask"
-        table = as_table(X, layer=layer, allow_nan=masked)
-        check_observed(table)
-        # Settings nobody gave follow the data (vaekit.auto): preprocessing from the raw
-        # values, the rest from what the model will see.
+        # Settings nobody gave follow the data (vaekit.auto).
         given = fixed(self.get_params(), self.preset)
-        fitting.automatic(settings, given, table.X, auto.PREPROCESS_RULES)
-        preprocessor = Preprocessor(settings["preprocess"])
-        names = table.feature_names or [f"x{i}" for i in range(table.X.shape[1])]
-        data = preprocessor.fit_transform(table.X, names)
-        fitting.automatic(settings, given, data, auto.RULES)
-        data = fitting.model_table(data, table, preprocessor, settings["likelihood"], masked)
+        table, data, preprocessor = fitting.fit_tables(X, layer, settings, given, masked)
         y = resolve_y(X, y)
         covariates = None if y is None else CovariateEncoder.fit(y, data.X.shape[0])
         cov = None if y is None else covariates.transform(y, data.X.shape[0]).to(self._device)
@@ -483,15 +472,10 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "module_")
         masked = self.module_.config.missing == "mask"
         allow_nan = masked if allow_nan is None else allow_nan
-        given = as_table(X, layer=layer, allow_nan=allow_nan, nan_hint=NO_MASK_HINT)
         names = getattr(self, "feature_names_in_", None)
-        inputs = align_features(given, self.n_features_in_, names)
-        data = fitting.model_table(
-            self.preprocessor_.transform(inputs.X),
-            inputs,
-            self.preprocessor_,
+        given, inputs, data = fitting.input_tables(
+            X, layer, allow_nan, NO_MASK_HINT, (self.n_features_in_, names), self.preprocessor_,
             self.settings_["likelihood"],
-            allow_nan,
         )
         if encoder_only and not self.module_.config.encode_covariates:
             cov = None

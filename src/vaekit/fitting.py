@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,12 +14,93 @@ import torch
 from vaekit import auto, checkpoint
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.data import DenseRows, SparseRows
+from vaekit.data.backed import BackedMatrix
+from vaekit.data.backed_files import backed_table, is_backed, matrix_key
 from vaekit.data.preprocess import Preprocessor
 from vaekit.likelihoods import get_likelihood
 from vaekit.model import VAEModule
 from vaekit.nn import get_architecture
 from vaekit.options import RESUMABLE, feeding
-from vaekit.validation import Table, check_finite, check_support, is_anndata
+from vaekit.validation import (
+    Table,
+    align_features,
+    as_table,
+    check_finite,
+    check_observed,
+    check_support,
+    is_anndata,
+)
+
+
+def fit_tables(
+    X: Any, layer: str | None, settings: dict[str, Any], fixed: set[str], masked: bool
+) -> tuple[Table, Table, Preprocessor]:
+    """X validated, the preprocessed table the model reads and the fitted preprocessor. The
+    settings nobody gave (not in ``fixed``) are chosen from the data first (:mod:`vaekit.auto`):
+    preprocessing from the raw values, the others from what the model will see. A backed
+    AnnData is read as stored, checked in one streaming pass and never loaded."""
+    if is_backed(X):
+        automatic(settings, fixed | {"preprocess"}, _backed_matrix(X, layer), auto.RULES)
+        preprocessor = Preprocessor(settings["preprocess"])
+        table = _backed(X, layer, preprocessor, settings["likelihood"], masked)
+        preprocessor.fit_transform(table.X, table.feature_names)  # no steps: names only
+        return table, table, preprocessor
+    table = as_table(X, layer=layer, allow_nan=masked)
+    check_observed(table)
+    automatic(settings, fixed, table.X, auto.PREPROCESS_RULES)
+    preprocessor = Preprocessor(settings["preprocess"])
+    names = table.feature_names or [f"x{i}" for i in range(table.X.shape[1])]
+    data = preprocessor.fit_transform(table.X, names)
+    automatic(settings, fixed, data, auto.RULES)
+    data = model_table(data, table, preprocessor, settings["likelihood"], masked)
+    return table, data, preprocessor
+
+
+def _backed_matrix(adata: Any, layer: str | None) -> BackedMatrix:
+    path = Path(adata.filename)
+    return BackedMatrix(path, matrix_key(adata, layer, path))
+
+
+def input_tables(
+    X: Any,
+    layer: str | None,
+    allow_nan: bool,
+    nan_hint: str,
+    fitted: tuple[int, Any],
+    preprocessor: Preprocessor,
+    likelihood: str,
+) -> tuple[Table, Table, Table]:
+    """(X as given, X matched to the ``fitted`` (count, names) features, the preprocessed
+    table) for a fitted model; a backed AnnData is checked in one streaming pass."""
+    n_features, names = fitted
+    if is_backed(X):
+        table = _backed(X, layer, preprocessor, likelihood, allow_nan)
+        expected = None if names is None else [str(v) for v in names]
+        if table.X.shape[1] != n_features or expected not in (None, table.feature_names):
+            raise ValueError(
+                f"{table.X.path} must hold the model's {n_features} features in its order "
+                "to be read backed; read it into memory (vaekit.read without backed=True), "
+                "which matches features by name"
+            )
+        return table, table, table
+    given = as_table(X, layer=layer, allow_nan=allow_nan, nan_hint=nan_hint)
+    inputs = align_features(given, n_features, names)
+    data = model_table(
+        preprocessor.transform(inputs.X), inputs, preprocessor, likelihood, allow_nan
+    )
+    return given, inputs, data
+
+
+def _backed(
+    X: Any, layer: str | None, preprocessor: Preprocessor, likelihood: str, masked: bool
+) -> Table:
+    if preprocessor.steps or masked:
+        what = "missing='mask'" if masked else f"preprocess={preprocessor.to_config()}"
+        raise ValueError(
+            f"backed data are read as stored, without {what}; preprocess the file first, or "
+            "read it into memory (vaekit.read without backed=True)"
+        )
+    return backed_table(X, layer, get_likelihood(likelihood).support, likelihood)
 
 
 def automatic(

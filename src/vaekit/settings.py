@@ -45,6 +45,8 @@ EXTRA: tuple[Setting, ...] = (
     Setting("transpose", None, Flag(), "The file has genes as rows.", "read", cli=False),
     Setting("annotations", None, Text(), "Sample annotation table.", "read", cli=False),
     Setting("layer", None, Text(), "AnnData layer to use instead of X.", "read", cli=False),
+    Setting("backed", None, Flag(), "Stream an .h5ad's matrix from the file.", "read",
+            cli=False),
 )
 # verbose is the command line's --quiet, not a setting of the model.
 ROWS: dict[str, Setting] = {s.name: s for s in (*SETTINGS, *EXTRA) if s.name != "verbose"}

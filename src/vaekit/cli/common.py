@@ -23,6 +23,16 @@ QUIET = typer.Option(False, "--quiet", "-q", help="No progress display.")
 TRANSPOSE = typer.Option(None, "--transpose", help="The file has genes as rows.")
 ANNOTATIONS = typer.Option(None, "--annotations", help="Sample annotation table (CSV/TSV).")
 LAYER = typer.Option(None, "--layer", help="AnnData layer to use instead of X.")
+BACKED = typer.Option(
+    None,
+    "--backed/--in-memory",
+    help="Leave an .h5ad file's matrix in the file and stream it in blocks of rows (data "
+    "larger than memory) [default: backed when it would take over half the memory available].",
+)
+# An .h5ad file whose matrix would take more than this share of the available memory is read
+# backed unless --in-memory says otherwise: training holds a few more copies of a minibatch,
+# the model and the obs annotations besides it.
+AUTO_BACKED_SHARE = 0.5
 
 
 def _version(value: bool) -> None:
@@ -49,12 +59,36 @@ def read(
     transpose: bool | None = None,
     annotations: Path | None = None,
     layer: str | None = None,
+    backed: bool | None = False,
 ) -> Any:
-    """Read DATA with only the reading options the user gave."""
+    """Read DATA with only the reading options the user gave; ``backed=None`` decides by
+    size (:func:`auto_backed`)."""
     from vaekit.data.readers import read as read_data
 
+    if backed is None:
+        backed = not (transpose or annotations) and auto_backed(path, layer)
     options = {"transpose": bool(transpose), "annotations": annotations, "layer": layer}
-    return read_data(path, **{k: v for k, v in options.items() if v})
+    return read_data(path, **{k: v for k, v in options.items() if v}, backed=backed)
+
+
+def auto_backed(path: Path, layer: str | None) -> bool:
+    """Whether the AnnData file ``path`` is too large to load (its matrix would take more
+    than :data:`AUTO_BACKED_SHARE` of the memory available); says so on stderr."""
+    from vaekit._memory import available_memory
+    from vaekit.data.backed_files import in_memory_bytes
+    from vaekit.validation import format_bytes
+
+    needed = in_memory_bytes(path, layer) if Path(path).is_file() else None
+    free = available_memory()
+    if needed is None or free is None or needed <= AUTO_BACKED_SHARE * free:
+        return False
+    typer.echo(
+        f"note: the matrix of {path} would take {format_bytes(needed)} in memory, over "
+        f"{AUTO_BACKED_SHARE:.0%} of the {format_bytes(free)} available: reading it backed, "
+        "in blocks of rows (--in-memory loads it)",
+        err=True,
+    )
+    return True
 
 
 def check_figure_path(path: Path) -> Path:

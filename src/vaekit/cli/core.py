@@ -17,6 +17,7 @@ from vaekit import distributed
 from vaekit.analysis._limits import MAX_DRAWS, check_count
 from vaekit.cli.common import (
     ANNOTATIONS,
+    BACKED,
     DATA,
     LAYER,
     MODEL,
@@ -50,7 +51,7 @@ def train(**given: Any) -> None:
     check_output_dir(out, MODEL_FILES)  # before training; saving checks again
     if resume and not settings.get("checkpoint_dir"):
         raise ValueError("--resume needs --checkpoint-dir: the folder the checkpoints went to")
-    adata = read(data, **read_options(settings))
+    adata = read(data, **{"backed": None, **read_options(settings)})  # None: by size
     model = VAE(**vae_arguments(settings), verbose=not quiet)
     y = settings["condition"].split(",") if settings.get("condition") else None
     command = shlex.join(["vaekit", *sys.argv[1:]])
@@ -116,6 +117,7 @@ train.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         *(_option(s) for s in ROWS.values() if s.cli),
         inspect.Parameter("transpose", KEYWORD, default=TRANSPOSE, annotation=bool),
         inspect.Parameter("layer", KEYWORD, default=LAYER, annotation=str),
+        inspect.Parameter("backed", KEYWORD, default=BACKED, annotation=bool),
         inspect.Parameter("config", KEYWORD, default=CONFIG, annotation=Path),
         inspect.Parameter("resume", KEYWORD, default=RESUME, annotation=bool),
         inspect.Parameter("quiet", KEYWORD, default=QUIET, annotation=bool),
@@ -170,22 +172,25 @@ def encode(
     transpose: bool = TRANSPOSE,
     annotations: Path = ANNOTATIONS,
     layer: str = LAYER,
+    backed: bool = BACKED,
 ) -> None:
     """Latent coordinates (posterior means) of DATA, keyed by sample ID; for a model fitted
     with labels, also each sample's predicted label and its probability.
 
     For .h5ad input, OUT is a copy of the file with obsm["X_vaekit"] (and obs["vaekit_label"],
-    obs["vaekit_label_probability"], obsm["vaekit_label_probabilities"]).
+    obs["vaekit_label_probability"], obsm["vaekit_label_probabilities"]); a backed file is
+    copied as it is, its matrix never loaded.
     """
     import pandas as pd
 
     import vaekit
+    from vaekit.data import backed_files as backed_data
     from vaekit.data.writers import check_output, write_h5ad, write_table
 
     h5ad = str(data).endswith(".h5ad")
     check_output(out, (".h5ad",) if h5ad else None)
     model = vaekit.load(model_dir)
-    adata = read(data, transpose, annotations, layer)
+    adata = read(data, transpose, annotations, layer, backed)
     latent = model.transform(adata, conditions(model))
     labels, proba = (None, None)
     if getattr(model, "labels_", None) is not None:
@@ -199,7 +204,7 @@ def encode(
             adata.obsm["vaekit_label_probabilities"] = proba.set_axis(
                 [str(c) for c in proba.columns], axis=1
             )
-        write_h5ad(adata, out)
+        (backed_data.write_h5ad if adata.isbacked else write_h5ad)(adata, out)
     else:
         table = pd.DataFrame(latent, index=adata.obs_names, columns=model.get_feature_names_out())
         if labels is not None:

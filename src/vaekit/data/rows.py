@@ -6,6 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from vaekit.data.backed import BackedMatrix, BackedRows
 from vaekit.validation import check_dense_fits
 
 # Stored entries copied to the device per step of the upload: bounds the host and device
@@ -115,6 +116,8 @@ def _fits_on_device(X: sp.csr_matrix, device: torch.device) -> bool:
     return 8 * X.nnz + 8 * X.shape[0] <= RESIDENT_SHARE * free
 
 
-def as_rows(X: np.ndarray | sp.csr_matrix, device: torch.device | str = "cpu"):
+def as_rows(X: np.ndarray | sp.csr_matrix | BackedMatrix, device: torch.device | str = "cpu"):
     """Wrap a validated matrix as a row source."""
+    if isinstance(X, BackedMatrix):  # rows stay in the file, read in blocks
+        return BackedRows(X, device)
     return SparseRows(X, device) if sp.issparse(X) else DenseRows(X, device)

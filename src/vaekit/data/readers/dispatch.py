@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
+
+from vaekit.data import backed_files as backed_reader
 
 # imported for their @reader registrations
 from vaekit.data.readers import arrays, hdf5, idx, images, tables, tenx  # noqa: F401
@@ -28,6 +31,7 @@ def read(
     annotations: str | os.PathLike | pd.DataFrame | None = None,
     annotation_key: str | None = None,
     format: str | None = None,
+    backed: bool = False,
 ) -> AnnData:
     """Read a data file or folder into an AnnData with one row per sample.
 
@@ -68,6 +72,11 @@ def read(
     format
         Override detection by name: a file ending such as ``"tsv"`` or ``".csv.gz"``, or
         ``"10x"`` / ``"images"`` for folders.
+    backed
+        Leave the matrix of an AnnData file (``.h5ad``) in the file: a backed AnnData
+        (anndata's ``backed="r"``) that ``VAE.fit``, ``transform`` and ``score_samples`` read
+        in blocks of rows, for data larger than memory. Checked without reading the matrix
+        (names, layout, shape, type); its values are checked as they stream.
 
     Returns
     -------
@@ -94,6 +103,8 @@ def read(
         raise TypeError("annotation_key= names a column of annotations=, which was not given")
     path = _existing(path)
     entry = find_reader(path, format)
+    if backed:
+        return _read_backed(path, entry, layer, transpose, annotations)
     options = {"sample_column": sample_column, "layer": layer, "labels": labels, "sep": sep}
     adata = entry.read(path, **_options_for(entry, options, path))
     if transpose:
@@ -104,6 +115,32 @@ def read(
         join_annotations(adata, annotations, key=annotation_key)
     adata.uns.setdefault("vaekit", {})["source"] = str(path)
     return adata
+
+
+def _read_backed(
+    path: Path, entry: Reader, layer: str | None, transpose: bool, annotations: object
+) -> AnnData:
+    if entry.read not in (hdf5.read_h5ad, hdf5.read_hdf5) or not _is_anndata_file(path):
+        raise ValueError(
+            f"backed=True reads AnnData files (.h5ad); {path.name} is a {entry.what}"
+            f"{' (not AnnData)' if entry.read is hdf5.read_hdf5 else ''}: read it without "
+            "backed=True, or write it once as .h5ad (vaekit.read(path).write_h5ad(...))"
+        )
+    if transpose or annotations is not None:
+        given = "transpose=True" if transpose else "annotations="
+        raise ValueError(
+            f"{given} changes the data in memory and cannot apply to backed data ({path.name}); "
+            "read it without backed=True, or write the changed file first"
+        )
+    return backed_reader.read_h5ad(path, layer)
+
+
+def _is_anndata_file(path: Path) -> bool:
+    try:
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("encoding-type") in ("anndata", b"anndata")
+    except OSError as err:
+        raise ValueError(f"{path} is not a readable HDF5 file ({err})") from None
 
 
 def _existing(path: str | os.PathLike) -> Path:
