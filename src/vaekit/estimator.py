@@ -19,13 +19,12 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from vaekit import auto, distributed, fitting, saving
+from vaekit import distributed, fitting, saving
 from vaekit._deprecation import draws_keyword
 from vaekit._runtime import chunk_rows, epoch_progress, seeded
 from vaekit.batch import Batch
 from vaekit.covariates import CovariateEncoder
 from vaekit.data import DenseRows, SparseRows, as_rows
-from vaekit.data.preprocess import Preprocessor
 from vaekit.iwae import log_likelihood as iwae_log_likelihood
 from vaekit.iwae import row_values
 from vaekit.labels import LabelClasses, resolve_labels
