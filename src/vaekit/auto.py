@@ -65,7 +65,10 @@ def profile(X: Any) -> Profile:
     from its first rows (NaN, missing entries, ignored)."""
     n, d = X.shape
     rows = min(n, PROFILE_ROWS)
-    head = X.read(0, rows) if hasattr(X, "read") else X[:rows]  # a backed file's reader
+    if hasattr(X, "read"):  # a backed file's reader: its first block, as training reads it
+        head = X.read(0, min(rows, X.block_rows))
+    else:
+        head = X[:rows]
     values = head.data if sp.issparse(head) else np.asarray(head).ravel()
     values = np.asarray(values, dtype=np.float64)
     values = values[~np.isnan(values)]
