@@ -138,6 +138,16 @@ def flags(table: pd.DataFrame) -> list[str]:
     return out
 
 
+def verdict(row: Any) -> str:
+    """Which is better, in words: "PCA beats the VAE; a linear model fits these data as well",
+    "the VAE is better" or "a tie"; ``row`` is one row of a baseline table."""
+    if row.better == "tie":
+        return "a tie"
+    if row.better == "vaekit":
+        return "the VAE is better"
+    return f"{_short(row.baseline)} beats the VAE; {TASKS[row.task].meaning}"
+
+
 def lines(table: pd.DataFrame) -> list[str]:
     """The table in words: where it was computed, a line per comparison, then the flags and
     what was skipped, for a command to print."""

@@ -123,7 +123,7 @@ def build_report(
         de=de,
     )
     sections = [s for s in (build(ctx) for build in SECTIONS) if s is not None]
-    compared = baselines(model, X, y, evaluated, annotations, layer, seed)
+    compared = baselines(model, X, y, evaluated, annotations, layer, shown, seed)
     values["baselines"] = [t if isinstance(t, str) else to_json(t) for t in compared]
     extra, flagged = baseline_rows(compared)
     seconds = time.perf_counter() - tic

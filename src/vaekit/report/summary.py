@@ -12,9 +12,9 @@ import pandas as pd
 from vaekit._version import __version__
 from vaekit.analysis.baselines import (
     BaselineSkipped,
-    flags,
     reconstruction_baseline,
     separation_baseline,
+    verdict,
 )
 from vaekit.analysis.evaluation import evaluate
 from vaekit.plot import _data
@@ -110,12 +110,13 @@ def baselines(
     rows: HeldOut,
     annotations: pd.DataFrame | None,
     layer: str | None,
+    shown: np.ndarray,
     seed: int = 0,
 ) -> list[pd.DataFrame | str]:
     """The baseline tables (:mod:`vaekit.analysis.baselines`) on the held-out rows: PCA's
     reconstruction (fitted on the training rows when DATA is the training data, else
     cross-fitted) and, with annotations, their separation; a string says why one is not
-    computed."""
+    computed. Annotations are separated on the rows ``shown`` in the latent maps."""
     take, cond = _data.take_rows, _data.take_conditions
     X_eval, y_eval = take(X, rows.rows), cond(y, rows.rows)
     train = {} if rows.fitted is None else {
@@ -125,14 +126,16 @@ def baselines(
         lambda: reconstruction_baseline(model, X_eval, y_eval, layer=layer, seed=seed, **train)
     ]
     if annotations is not None and annotations.shape[1]:
-        frame = annotations.iloc[rows.rows]
-        tasks.append(lambda: separation_baseline(model, X_eval, frame, y_eval, layer=layer))
+        X_shown, y_shown, frame = take(X, shown), cond(y, shown), annotations.iloc[shown]
+        tasks.append(lambda: separation_baseline(model, X_shown, frame, y_shown, layer=layer))
     out: list[pd.DataFrame | str] = []
     for task in tasks:
         try:
             out.append(task())
         except BaselineSkipped as err:
             out.append(str(err))
+    if not isinstance(out[0], str):  # say which held-out rows, as the ELBO's row does
+        out[0].attrs["evaluated_on"] = f"{rows.description}: {out[0].attrs['evaluated_on']}"
     return out
 
 
@@ -155,22 +158,17 @@ def baseline_rows(tables: list[pd.DataFrame | str]) -> tuple[list[tuple[str, str
 
 
 def _baseline_texts(table: pd.DataFrame) -> list[str]:
-    """Per row: the two figures, the metric, and the flag's sentence when the baseline wins."""
-    flagged = iter(flags(table))
+    """Per row: the two figures, the metric, and which is better, in words."""
     texts = []
     for row in table.itertuples():
         direction = "higher" if row.higher_is_better else "lower"
         text = (
             f"VAE {row.vaekit:.4g}, {row.baseline} {row.baseline_value:.4g} ({row.metric}, "
-            f"{direction} is better)"
+            f"{direction} is better): "
         )
-        lost = row.better not in ("vaekit", "tie")
-        texts.append(f"{text}: {next(flagged)}" if lost else f"{text}: the VAE is {_word(row)}")
+        texts.append(text + verdict(row))
     return texts
 
-
-def _word(row: Any) -> str:
-    return "level with it" if row.better == "tie" else "better"
 
 
 def numbers(
