@@ -339,7 +339,7 @@ def reconstruction_baseline(
         fitted = model_space(model, _take(train, fit_rows), train_y, layer=layer)
         theirs = pca_errors(fitted, values, k).mean()
         where += f"; PCA fitted on {_rows_text(len(fit_rows), _n_rows(train))} of the training data"
-    name = f"PCA ({_components(k, len(values), values.shape[1])} components)"
+    name = _pca_name(_components(k, len(values), values.shape[1]))
     row = _row(
         "reconstruction",
         "held-out reconstruction",
@@ -350,6 +350,10 @@ def reconstruction_baseline(
         higher=False,
     )
     return _table([row], where)
+
+
+def _pca_name(k: int) -> str:
+    return f"PCA ({k} component{'s' if k != 1 else ''})"
 
 
 def _rows_text(n: int, of: int) -> str:
@@ -445,7 +449,7 @@ def separation_baseline(
                 str(name),
                 metric,
                 ours,
-                f"PCA ({pca.shape[1]} components)",
+                _pca_name(pca.shape[1]),
                 theirs,
                 higher,
             )
@@ -569,7 +573,7 @@ def anomaly_baseline(
     where = (
         f"{n_odd:,} {source}anomalies and {n_normal:,} normal samples"
         + (" (the scored samples against the controls)" if is_anomaly is None else "")
-        + f"; baselines {folds}-fold cross-fitted on the normal samples (PCA with {k} components)"
+        + f"; baselines {folds}-fold cross-fitted on the normal samples ({_pca_name(k)})"
     )
     return _table(out, where)
 
