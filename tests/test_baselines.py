@@ -175,6 +175,34 @@ def test_missing_entries_and_bad_anomaly_inputs_are_refused_plainly(planted, unt
         anomaly_baseline(untrained, Xc, np.zeros(N), np.zeros(N, bool))
 
 
+def test_counts_are_compared_on_log1p_counts_per_10k():
+    rng = np.random.default_rng(5)
+    counts = rng.poisson(np.exp(rng.normal(1, 0.5, size=(60, 1)) + rng.normal(size=(1, 15))))
+    counts[:, 0] += 1  # every cell a positive total
+    model = vaekit.VAE(n_latent=2, hidden=(8,), epochs=1, likelihood="poisson", seed=0,
+                       verbose=False).fit(counts)  # fmt: skip
+    row = reconstruction_baseline(model, counts).iloc[0]
+    rec = np.asarray(model.reconstruct(counts), np.float64)
+
+    def per_10k(v: np.ndarray) -> np.ndarray:
+        return np.log1p(v / v.sum(1, keepdims=True) * 1e4)
+
+    assert row.metric == "MSE on log1p counts per 10,000"
+    assert row.vaekit == pytest.approx(((per_10k(counts) - per_10k(rec)) ** 2).mean(), rel=1e-5)
+
+
+def test_the_report_shows_the_baseline_and_flags_its_win(planted, untrained, tmp_path):
+    from vaekit.report import build_report
+
+    report = build_report(untrained, planted[0][:120], importance_samples=0, max_rows=120)
+    rows = {key: text for key, _, text in report.summary}
+    assert rows["baselines_on_0"].startswith("DATA as given (120 samples): 120 samples; PCA 5-")
+    assert "PCA beats the VAE; a linear model fits" in rows["baseline_reconstruction_0"]
+    assert report.flagged == {"baseline_reconstruction_0"}
+    assert '<tr data-key="baseline_reconstruction_0" class="flag">' in report.to_html()
+    assert report.numbers["baselines"][0]["flags"]
+
+
 # ----------------------------------------------------------------------------- command line
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
