@@ -187,7 +187,6 @@ def _take(X: Any, rows: np.ndarray) -> Any:
         return X[rows]
     if X is None or np.ndim(X) == 0:
         return X  # no conditions, or one for all rows
-        return X[rows]
     if isinstance(X, (pd.DataFrame, pd.Series)):
         return X.iloc[rows]
     if sp.issparse(X):
@@ -385,7 +384,8 @@ def _knn_figure(
     accuracy."""
     n_splits = min(folds, int(pd.Series(labels).value_counts().min()))
     cv = StratifiedKFold(n_splits, shuffle=True, random_state=seed)
-    knn = KNeighborsClassifier(min(NEIGHBOURS, len(labels) - len(labels) // n_splits))
+    fitted = len(labels) - -(-len(labels) // n_splits)  # rows of the smallest training fold
+    knn = KNeighborsClassifier(min(NEIGHBOURS, fitted))
     classes = np.unique(labels)
     if len(classes) == 2:
         proba = cross_val_predict(knn, space, labels, cv=cv, method="predict_proba")[:, 1]
@@ -528,6 +528,8 @@ def anomaly_baseline(
     scores = np.asarray(scores, dtype=np.float64)
     if is_anomaly is None and control is None:
         raise ValueError("give the known anomalies (is_anomaly) or normal samples (control)")
+    if (control is None) != (control_scores is None):
+        raise ValueError("give the control samples and their scores together")
     labels = np.ones(len(scores), bool) if is_anomaly is None else np.asarray(is_anomaly, bool)
     if labels.shape != scores.shape or len(scores) != _n_rows(X):
         raise ValueError(
