@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from vaekit.cli.baselines import anomaly_labels, baselines, echo_lines
 from vaekit.cli.common import (
     ANNOTATIONS,
     DATA,
@@ -46,6 +47,12 @@ def score(
     contributions: Path = typer.Option(
         None, "--contributions", help="Also write per-feature contributions (samples x features)."
     ),
+    anomalies: str = typer.Option(
+        None,
+        "--anomalies",
+        help="Annotation column marking the known anomalies (1/true/yes/anomaly, else "
+        "0/false/no/normal): prints the AUROC of the scores beside PCA's and IsolationForest's.",
+    ),
     transpose: bool = TRANSPOSE,
     annotations: Path = ANNOTATIONS,
     layer: str = LAYER,
@@ -66,7 +73,9 @@ def score(
     method = method or (stored.method if stored is not None else "elbo")
     get_score(method)  # an unknown method fails before any reading
     adata = read(data, transpose, annotations, layer)
+    truth = None if anomalies is None else anomaly_labels(adata, anomalies)
     y = conditions(model)
+    controls = None
     with status(quiet, f"scoring {adata.n_obs} samples..."):
         if control is not None:
             controls = read(control, transpose, annotations, layer)
@@ -76,6 +85,7 @@ def score(
         table = _scores(model.anomaly_score(adata, y, method, n_draws=n_draws), calibration)
         table.index = adata.obs_names.rename("sample")
         parts = None if contributions is None else model.anomaly_contributions(adata, y)
+        texts = _baselines(model, adata, table["score"], truth, controls, method, n_draws)
     # Written only once everything is computed, so a failure leaves no partial set of outputs.
     write_table(table, out)
     if parts is not None:
@@ -87,6 +97,29 @@ def score(
     typer.echo(_summary(table, method, calibration, out, stored))
     if save_calibration:
         typer.echo(f"stored the calibration in {model_dir}/")
+    echo_lines(texts)
+
+
+def _baselines(
+    model: Any, adata: Any, scores: Any, truth: Any, controls: Any, method: str, n_draws: Any
+) -> list[str]:
+    """The AUROC of the scores beside the baselines', when anomalies or controls are known."""
+    from vaekit.analysis.baselines import anomaly_baseline
+
+    if truth is None and controls is None:
+        return []
+    y = conditions(model)
+    control_scores = None
+    if controls is not None:
+        control_scores = model.anomaly_score(controls, y, method, n_draws=n_draws)
+
+    def compute() -> Any:
+        return anomaly_baseline(
+            model, adata, scores.to_numpy(), truth, y=y, control=controls,
+            control_scores=control_scores, control_y=y,
+        )  # fmt: skip
+
+    return baselines(compute)[0]
 
 
 def _check_options(control: Path | None, fpr: float | None, save: bool) -> None:

@@ -15,6 +15,7 @@ import typer
 
 from vaekit import distributed
 from vaekit.analysis._limits import MAX_DRAWS, check_count
+from vaekit.cli.baselines import baselines, echo_lines, training_split
 from vaekit.cli.common import (
     ANNOTATIONS,
     BACKED,
@@ -310,8 +311,9 @@ def evaluate(
         result = evaluate_model(
             model, adata, conditions(model), importance_samples=importance_samples
         )
+        texts, compared = baselines(lambda: _reconstruction_baseline(model, adata))
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        typer.echo(json.dumps({**result, "baselines": compared}, indent=2))
         return
     kl = result.pop("kl_per_feature")
     typer.echo(f"{adata.n_obs} samples, nats per sample:")
@@ -322,6 +324,26 @@ def evaluate(
     order = sorted(range(len(kl)), key=lambda j: -kl[j])
     typer.echo("  KL per latent feature, most used first:")
     typer.echo("    " + ", ".join(f"z{j} {kl[j]:.2f}" for j in order))
+    echo_lines(texts)
+
+
+def _reconstruction_baseline(model: Any, adata: Any) -> Any:
+    """PCA beside the VAE on held-out rows: the validation rows when DATA is the training
+    data (PCA fitted on the training rows), else DATA, PCA cross-fitted on it."""
+    from vaekit.analysis.baselines import reconstruction_baseline
+
+    split = training_split(model, adata)
+    if split is None:
+        table = reconstruction_baseline(model, adata, conditions(model))
+        table.attrs["evaluated_on"] += "; the VAE's figure is held out if it never saw DATA"
+        return table
+    held, fitted = split
+    table = reconstruction_baseline(
+        model, adata[held], conditions(model), train=adata[fitted], train_y=conditions(model)
+    )
+    where = table.attrs["evaluated_on"]
+    table.attrs["evaluated_on"] = f"the validation samples held out in training: {where}"
+    return table
 
 
 @app.command(rich_help_panel="Train and use a model")

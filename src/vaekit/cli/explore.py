@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from vaekit.cli.baselines import baselines, echo_lines
 from vaekit.cli.common import (
     ANNOTATIONS,
     DATA,
@@ -56,8 +57,21 @@ def interpret(
             model, adata, y=conditions(model), gene_sets=gene_sets, k=top, sd=sd
         )
         result.write(out)
+        texts = _separation(model, adata)
     typer.echo(result.summary())
+    echo_lines(texts)
     typer.echo(f"wrote loadings, top genes, associations and summary.md to {out}/")
+
+
+def _separation(model: object, adata: object) -> list[str]:
+    """How well the annotations are separated in the latent space beside PCA's (none without
+    annotations)."""
+    from vaekit.analysis.baselines import separation_baseline
+
+    if adata.obs.shape[1] == 0:
+        return []
+    y = conditions(model)
+    return baselines(lambda: separation_baseline(model, adata, adata.obs, y))[0]
 
 
 @app.command(rich_help_panel="Look inside a model")

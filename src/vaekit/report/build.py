@@ -13,12 +13,13 @@ import pandas as pd
 
 from vaekit._version import __version__
 from vaekit.analysis.associations import associate
+from vaekit.analysis.baselines import to_json
 from vaekit.analysis.differential import check_de_table
 from vaekit.data.writers import check_output
 from vaekit.plot import _data
 from vaekit.report.document import Report
 from vaekit.report.sections import SECTIONS, Context
-from vaekit.report.summary import held_out, numbers, summary_rows
+from vaekit.report.summary import baseline_rows, baselines, held_out, numbers, summary_rows
 from vaekit.vae import VAE
 from vaekit.validation import is_anndata
 
@@ -122,12 +123,16 @@ def build_report(
         de=de,
     )
     sections = [s for s in (build(ctx) for build in SECTIONS) if s is not None]
+    compared = baselines(model, X, y, evaluated, annotations, layer, shown, seed)
+    values["baselines"] = [t if isinstance(t, str) else to_json(t) for t in compared]
+    extra, flagged = baseline_rows(compared)
     seconds = time.perf_counter() - tic
     values["report_seconds"] = seconds
     return Report(
         title=title or "VAE report",
         subtitle=_subtitle(data_name, n, len(shown)),
-        summary=summary_rows(model, values, n, n_features, image),
+        summary=summary_rows(model, values, n, n_features, image) + extra,
+        flagged=flagged,
         numbers=values,
         sections=sections,
         footer=f"Written by vaekit {__version__} in {seconds:.1f} s. Everything is in this "

@@ -84,6 +84,8 @@ class Report:
     title, subtitle : str
     summary : list of (key, label, text)
         The rows of the summary table.
+    flagged : set of str
+        Keys of summary rows shown as a warning (a simple baseline beat the model).
     numbers : dict
         The values behind it (ELBO, log-likelihood, active units, epochs...).
     sections : list of Section
@@ -96,12 +98,14 @@ class Report:
     numbers: dict[str, Any]
     sections: list[Section]
     footer: str = ""
+    flagged: set[str] = field(default_factory=set)  # summary rows to flag: a baseline won
 
     def _summary_html(self) -> str:
         rows = []
         for key, label, text in self.summary:
             value = f"<code>{html.escape(text)}</code>" if key in CODE_KEYS else html.escape(text)
             headline = ' class="headline"' if key in HEADLINE_KEYS else ""
+            headline = ' class="flag"' if key in self.flagged else headline
             rows.append(
                 f'<tr data-key="{key}"{headline}><th scope="row">{html.escape(label)}</th>'
                 f"<td>{value}</td></tr>"

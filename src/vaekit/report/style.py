@@ -34,6 +34,7 @@ table.summary th {
 table.summary td { padding: 7px 16px; }
 table.summary tr + tr th, table.summary tr + tr td { border-top: 1px solid var(--line); }
 table.summary tr.headline td { font-weight: 600; }
+table.summary tr.flag td { color: #a4262c; font-weight: 600; }
 code {
   font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace;
   font-size: 0.86em; overflow-wrap: anywhere;

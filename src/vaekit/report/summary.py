@@ -10,6 +10,12 @@ import numpy as np
 import pandas as pd
 
 from vaekit._version import __version__
+from vaekit.analysis.baselines import (
+    BaselineSkipped,
+    reconstruction_baseline,
+    separation_baseline,
+    verdict,
+)
 from vaekit.analysis.evaluation import evaluate
 from vaekit.plot import _data
 from vaekit.train import seeded_split
@@ -24,6 +30,7 @@ class HeldOut:
 
     rows: np.ndarray
     description: str
+    fitted: np.ndarray | None = None  # the training rows, when DATA is the training data
 
 
 def is_training_data(model: VAE, n: int, n_features: int) -> bool:
@@ -78,10 +85,12 @@ def held_out(
     """
     if training_data is None:
         training_data = is_training_data(model, n, n_features)
+    fitted = None
     if not training_data:
         rows, text = np.arange(n), f"{data_name or 'DATA as given'} ({n:,} samples)"
     else:
         rows = validation_rows(model, n)
+        fitted = np.setdiff1d(np.arange(n), rows) if len(rows) else None
         text = f"the {len(rows):,} validation samples held out in training"
         if getattr(model, "validation_rows_", None) is None:
             text += " (drawn again from its seed)"
@@ -91,7 +100,75 @@ def held_out(
     if most is not None and len(rows) > most:
         rows = rows[_data.subsample(len(rows), most, seed)]
         text += f", a random {most:,} of them"
-    return HeldOut(rows, text)
+    return HeldOut(rows, text, fitted)
+
+
+def baselines(
+    model: VAE,
+    X: Any,
+    y: Any,
+    rows: HeldOut,
+    annotations: pd.DataFrame | None,
+    layer: str | None,
+    shown: np.ndarray,
+    seed: int = 0,
+) -> list[pd.DataFrame | str]:
+    """The baseline tables (:mod:`vaekit.analysis.baselines`) on the held-out rows: PCA's
+    reconstruction (fitted on the training rows when DATA is the training data, else
+    cross-fitted) and, with annotations, their separation; a string says why one is not
+    computed. Annotations are separated on the rows ``shown`` in the latent maps."""
+    take, cond = _data.take_rows, _data.take_conditions
+    X_eval, y_eval = take(X, rows.rows), cond(y, rows.rows)
+    train = {} if rows.fitted is None else {
+        "train": take(X, rows.fitted), "train_y": cond(y, rows.fitted)
+    }  # fmt: skip
+    tasks = [
+        lambda: reconstruction_baseline(model, X_eval, y_eval, layer=layer, seed=seed, **train)
+    ]
+    if annotations is not None and annotations.shape[1]:
+        X_shown, y_shown, frame = take(X, shown), cond(y, shown), annotations.iloc[shown]
+        tasks.append(lambda: separation_baseline(model, X_shown, frame, y_shown, layer=layer))
+    out: list[pd.DataFrame | str] = []
+    for task in tasks:
+        try:
+            out.append(task())
+        except BaselineSkipped as err:
+            out.append(str(err))
+    if not isinstance(out[0], str):  # say which held-out rows, as the ELBO's row does
+        out[0].attrs["evaluated_on"] = f"{rows.description}: {out[0].attrs['evaluated_on']}"
+    return out
+
+
+def baseline_rows(tables: list[pd.DataFrame | str]) -> tuple[list[tuple[str, str, str]], set]:
+    """(key, label, text) summary rows of the baselines, and the keys of those the baseline
+    wins (the report flags them)."""
+    rows, flagged = [], set()
+    for i, table in enumerate(tables):
+        if isinstance(table, str):
+            rows.append((f"baseline_{i}", "Baseline", f"not computed: {table}"))
+            continue
+        rows.append((f"baselines_on_{i}", "Baselines on", table.attrs["evaluated_on"]))
+        texts = _baseline_texts(table)
+        for j, (row, text) in enumerate(zip(table.itertuples(), texts, strict=True)):
+            key = f"baseline_{row.task}_{j}"
+            rows.append((key, f"Baseline: {row.what}", text))
+            if row.better not in ("vaekit", "tie"):
+                flagged.add(key)
+    return rows, flagged
+
+
+def _baseline_texts(table: pd.DataFrame) -> list[str]:
+    """Per row: the two figures, the metric, and which is better, in words."""
+    texts = []
+    for row in table.itertuples():
+        direction = "higher" if row.higher_is_better else "lower"
+        text = (
+            f"VAE {row.vaekit:.4g}, {row.baseline} {row.baseline_value:.4g} ({row.metric}, "
+            f"{direction} is better): "
+        )
+        texts.append(text + verdict(row))
+    return texts
+
 
 
 def numbers(
