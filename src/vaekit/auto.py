@@ -27,7 +27,7 @@ from vaekit.options import DEFAULTS
 # Values inspected to tell the kind of data: enough to see integers and ranges, cheap on any
 # size (a random choice of rows would cost a copy of the matrix for a backed file).
 PROFILE_ROWS = 5_000
-SKEWED = 2.0  # median feature skewness above which positive values are log-transformed
+SKEWED = 1.0  # median feature skewness above which positive values are log-transformed
 SMALL, LARGE = 1_000, 10_000  # samples: linear maps below SMALL, a wider layer from LARGE
 STEPS = 4_000  # optimisation steps a run aims at (epochs follow from the batches per epoch)
 
