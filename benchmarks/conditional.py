@@ -17,6 +17,13 @@ Run by hand (one thread, a few minutes per setting on a CPU)::
 unscaled, as before the fix). The likelihood is Bernoulli unless ``--likelihood`` says
 otherwise: with the Gaussian (whose learned scale starts at 1, so reconstruction is weak
 early and the decoder learns the label before z does) the old model already obeyed.
+
+Measured (seed 0, Bernoulli, judges' accuracy on real images: logreg 0.90, cnn 0.95)::
+
+    setting  old logreg/cnn  new logreg/cnn   z_class old -> new
+    conv16   0.450 / 0.410   0.950 / 0.935    0.73 -> 0.36
+    mlp16    0.475 / 0.340   0.965 / 0.875    0.67 -> 0.30
+    mlp8     0.615 / 0.455   0.970 / 0.905    0.55 -> 0.23
 """
 
 from __future__ import annotations
