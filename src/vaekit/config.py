@@ -34,6 +34,10 @@ class DecoderKind:
     batch_norm_output: bool
 
 
+# Factor on the condition where the decoder reads it (ModelConfig.condition_scale) in new
+# models; older models read it unscaled (1).
+CONDITION_SCALE = 20.0
+
 DECODERS: dict[str, DecoderKind] = {
     "mlp": DecoderKind(hidden_layers=True, batch_norm_output=False),
     "linear": DecoderKind(hidden_layers=False, batch_norm_output=True),
@@ -101,6 +105,10 @@ class ModelConfig:
         With ``missing="mask"``, in training only: each sample hides a share u ~ U(0,
         mask_rate) of its observed entries from the encoder (not from the likelihood), so that
         the encoder learns to read partial inputs from complete data (Ma et al. 2019).
+    condition_scale : float
+        Conditional models: factor on the condition where the decoder reads it (at every
+        layer and the output), so that its weights learn as fast as those on z; 1 for models
+        saved before the setting existed.
     """
 
     n_input: int
@@ -121,6 +129,7 @@ class ModelConfig:
     mask_rate: float = 0.0
     encode_covariates: bool = True
     n_labels: int = 0
+    condition_scale: float = CONDITION_SCALE
 
     def __post_init__(self) -> None:
         if self.missing not in MISSING:
@@ -132,6 +141,8 @@ class ModelConfig:
                 f"mask_rate={self.mask_rate} hides entries from a mask-aware encoder; "
                 "set missing='mask' as well"
             )
+        if not 0 < self.condition_scale < math.inf:
+            raise ValueError(f"condition_scale must be > 0; got {self.condition_scale!r}")
         if self.n_labels == 1 or self.n_labels < 0:
             raise ValueError(f"n_labels must be 0 (no classifier) or >= 2; got {self.n_labels}")
         if self.decoder not in DECODERS:
@@ -186,6 +197,7 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"model config has unknown keys {sorted(unknown)}")
         d = dict(d)
+        d.setdefault("condition_scale", 1.0)  # older models' decoders read it unscaled
         d["hidden"] = _tuple_or_none(d.get("hidden", cls.hidden))
         # Keys added later (architecture, image_shape, conv_channels, missing, mask_rate) may
         # be missing from older config.json files: the defaults describe those models.

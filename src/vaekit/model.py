@@ -209,8 +209,17 @@ class VAEModule(nn.Module):
         self, z: torch.Tensor, c: torch.Tensor | None = None, library: torch.Tensor | None = None
     ) -> Distribution:
         """Likelihood p(x | z, c) with batch shape (B, n_input); ``library`` is (B, 1)."""
+        c = self._decoder_condition(c)
         h = with_condition(self.decoder(z, c), c)
         return self.likelihood(h, library)
+
+    def _decoder_condition(self, c: torch.Tensor | None) -> torch.Tensor | None:
+        """The condition as the decoder reads it: times ``condition_scale``. Adam moves each
+        weight by about lr a step whatever its input, so a one-hot input's weights, each
+        trained by one class's samples, change the output little a step next to z's 16
+        inputs of size ~1: z learned the class first and the label was left unused."""
+        scale = self.config.condition_scale
+        return c if c is None or scale == 1 else c * scale
 
     def expression(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """(B, n_input) the expected share of each feature in a sample's counts at z, given
@@ -221,6 +230,7 @@ class VAEModule(nn.Module):
                 f"normalised expression needs a count likelihood (poisson, nb, zinb); this "
                 f"model's is {self.config.likelihood!r}"
             )
+        c = self._decoder_condition(c)
         h = with_condition(self.decoder(z, c), c)
         return self.likelihood.log_mean(h, torch.ones((len(z), 1), device=z.device)).exp()
 
