@@ -176,6 +176,8 @@ RULES: tuple[Rule, ...] = (
          lambda p: p.n_samples < SMALL, lambda p, s: ()),
     Rule("hidden", "10,000 samples or more -> one layer of features/2 (128 to 512)",
          lambda p: p.n_samples >= LARGE, lambda p, s: _hidden_large(p)),
+    Rule("condition_scale", "under 2,000 samples -> 3 (20 lets the label alone decode: z "
+         "collapses)", lambda p: p.n_samples < 2_000, lambda p, s: 3.0),
     Rule("batch_size", "under 1,024 samples -> batches of n/8 (16 to 128)",
          lambda p: p.n_samples < 1024, lambda p, s: _batch(p)),
     Rule("epochs", f"about {STEPS:,} steps (20 to 1,000 epochs)", _always,

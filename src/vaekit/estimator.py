@@ -152,6 +152,13 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         mask_rate) of its observed entries from the encoder (the likelihood still scores them),
         so that the encoder learns to read partial inputs, even from complete training data:
         what makes :meth:`impute` good on data more incomplete than the training data.
+    condition_scale : float [20.0]
+        The factor on the conditions y wherever the decoder reads them. Adam moves every
+        weight at about the same rate whatever its input, so a one-hot label read as 0/1
+        next to a dozen latent coordinates is learned slowly, and z learns the class first;
+        samples drawn with a label then follow z instead (Bernoulli CVAE on MNIST: 34-62% of
+        samples of the class asked for with 1, 87-97% with 20). Models saved before it read
+        the condition unscaled (1).
     encode_covariates : bool [True]
         Whether the conditions y enter the encoder as well as the decoder. With False (scVI's
         default) the latent coordinates are computed from x alone: :meth:`transform` and
@@ -253,6 +260,7 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         max_minutes: float | None = None,
         missing: str | None = None,
         mask_rate: float | None = None,
+        condition_scale: float | None = None,
         encode_covariates: bool | None = None,
         classification_weight: float | None = None,
         precision: str | None = None,
@@ -293,6 +301,7 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.max_minutes = max_minutes
         self.missing = missing
         self.mask_rate = mask_rate
+        self.condition_scale = condition_scale
         self.encode_covariates = encode_covariates
         self.classification_weight = classification_weight
         self.precision = precision

@@ -65,7 +65,6 @@ MODEL: dict[str, Constraint] = {
     "n_labels": Integer(0),
     "image_shape": OrNone(Sizes()),
     "conv_channels": Sizes(),
-    "condition_scale": Number(0, math.inf, above=True),  # absent in older files: 1
 }
 # Settings the library reads from a loaded model's settings_ (older folders may lack others).
 SETTINGS_READ = ("n_latent", "hidden", "likelihood", "validation_fraction")
