@@ -140,6 +140,28 @@ def test_two_nodes_meet_at_a_rendezvous_endpoint(tables, tmp_path):
     assert vaekit.load(written[0]).transform(test.to_numpy()).shape == (400, 3)
 
 
+def test_two_processes_read_their_own_rows_of_a_backed_file(tmp_path):
+    """``--backed`` under torchrun: each rank streams its own shard of the file's rows."""
+    import anndata
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    counts = sp.csr_matrix(rng.poisson(rng.gamma(2, 2, (600, 1)) + 1, (600, 30)).astype(
+        np.float32))
+    path = tmp_path / "counts.h5ad"
+    anndata.AnnData(counts).write_h5ad(path)
+    out = tmp_path / "model"
+    done = torchrun(
+        ["--standalone", "--nproc-per-node", "2", "-m", "vaekit", "train", str(path), "--backed",
+         "-o", str(out), "--latent", "3", "--epochs", "3", "--seed", "0", "--quiet"],
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    model = vaekit.load(out)
+    assert model.settings_["likelihood"] == "nb"  # counts, chosen from the file's first rows
+    assert np.isfinite(model.score_samples(counts[:50].toarray())).all()
+
+
 DYING = textwrap.dedent(
     """
     import os, sys
