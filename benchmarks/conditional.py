@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import dataclasses
 import time
 from pathlib import Path
 
@@ -40,7 +39,6 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 import vaekit
-from vaekit import fitting
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
 N_TRAIN, N_JUDGE, EPOCHS, PER_DIGIT = 12_000, 6_000, 8, 20
@@ -99,17 +97,11 @@ def judges(X: np.ndarray, digits: np.ndarray) -> dict[str, object]:
     return {"logreg": lambda images: logreg.predict(np.clip(images, 0, 1)), "cnn": cnn_predict}
 
 
-MODEL_CONFIG = fitting.model_config
-
-
-def _unscaled(*args, **kwargs):  # the model as before condition_scale existed
-    return dataclasses.replace(MODEL_CONFIG(*args, **kwargs), condition_scale=1.0)
-
-
 def run_setting(name: str, kwargs: dict, data: tuple, judged: dict, old: bool, seed: int) -> dict:
     X, digits, held, held_digits = data
-    fitting.model_config = _unscaled if old else MODEL_CONFIG
     given = {"epochs": EPOCHS, "seed": seed, "verbose": False, "early_stopping": False}
+    if old:  # the model as before condition_scale existed: the condition read unscaled
+        given["condition_scale"] = 1.0
     vae = vaekit.VAE(**{**given, **kwargs})
     start = time.perf_counter()
     vae.fit(X, y=digits)
