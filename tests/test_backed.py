@@ -74,7 +74,9 @@ def test_order_is_a_shuffle_of_blocks_within_buffers(tmp_path):
     gen.set_state(state)
     assert all(torch.equal(a, b) for a, b in zip(batches, rows.order(index, 32, gen), strict=True))
     _, full, bounds = block_order(index, BLOCK, 3, 32, gen.set_state(state))
-    assert torch.equal(full, order)
+    assert torch.equal(full.long(), order)
+    # the plan the reader keeps is 32-bit (memory); the batches training indexes with, 64-bit
+    assert full.dtype == torch.int32 and {b.dtype for b in batches} == {torch.int64}
     mine = set(index.tolist())
     for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
         blocks = set((full[start:stop] // BLOCK).tolist())

@@ -293,17 +293,24 @@ def block_order(
     >>> sorted(order.tolist()) == list(range(10)), len(bounds) - 1  # two buffers
     (True, 2)
     """
+    # 32-bit positions where they fit (an epoch's plan is several index-sized temporaries),
+    # each freed once used; the batches alone are 64-bit, as the training loop indexes with them.
+    small = torch.int32 if len(index) and int(index.max()) < 2**31 - 1 else torch.long
+    index = index.to(small)
     block = index // block_rows
     blocks = torch.unique(block)
-    blocks = blocks[torch.randperm(len(blocks), generator=generator)]
-    buffer_of = torch.empty(int(blocks.max()) + 1 if len(blocks) else 0, dtype=torch.long)
-    buffer_of[blocks] = torch.arange(len(blocks)) // buffer_blocks
+    blocks = blocks[torch.randperm(len(blocks), generator=generator, dtype=small)]
+    buffer_of = torch.empty(int(blocks.max()) + 1 if len(blocks) else 0, dtype=small)
+    buffer_of[blocks] = torch.arange(len(blocks), dtype=small) // buffer_blocks
     buffer = buffer_of[block]
+    del block, buffer_of
     counts = torch.bincount(buffer, minlength=-(-len(blocks) // buffer_blocks))
-    grouped = index[torch.argsort(buffer, stable=True)].split(counts.tolist())
-    runs = [run[torch.randperm(len(run), generator=generator)] for run in grouped]
-    order = torch.cat(runs) if runs else index[:0]
-    batches = list(order.split(batch_size))
+    grouped = index[torch.argsort(buffer, stable=True)]
+    del buffer, index
+    for run in grouped.split(counts.tolist()):  # shuffled in place, a run at a time
+        run.copy_(run[torch.randperm(len(run), generator=generator, dtype=small)])
+    order = grouped
+    batches = list(order.long().split(batch_size))
     if len(batches) > 1 and len(batches[-1]) == 1:
         batches.pop()
     return batches, order, np.concatenate([[0], np.cumsum(counts.numpy())]).astype(np.int64)
