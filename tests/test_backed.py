@@ -74,7 +74,9 @@ def test_order_is_a_shuffle_of_blocks_within_buffers(tmp_path):
     gen.set_state(state)
     assert all(torch.equal(a, b) for a, b in zip(batches, rows.order(index, 32, gen), strict=True))
     _, full, bounds = block_order(index, BLOCK, 3, 32, gen.set_state(state))
-    assert torch.equal(full, order)
+    assert torch.equal(full.long(), order)
+    # the plan the reader keeps is 32-bit (memory); the batches training indexes with, 64-bit
+    assert full.dtype == torch.int32 and {b.dtype for b in batches} == {torch.int64}
     mine = set(index.tolist())
     for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
         blocks = set((full[start:stop] // BLOCK).tolist())
@@ -219,3 +221,25 @@ def test_cli_reads_backed_above_the_memory_share(tmp_path, monkeypatch):
     assert loaded.code == 0 and "backed" not in loaded.err, loaded.err
     for folder in ("auto", "loaded"):
         assert vaekit.load(tmp_path / folder).n_features_in_ == P
+
+
+SINGLE_CELL = ["normalize_total", "log1p", {"name": "select_variable", "n": 8}]
+
+
+@pytest.mark.parametrize("steps", [SINGLE_CELL, ["zscore"]])
+def test_a_fitted_preprocessing_is_applied_to_each_block_as_read(files, steps):
+    """Encoding and scoring a backed file apply the model's fitted preprocessing block by
+    block: the same numbers as in memory, up to float32 rounding of the network's sums."""
+    adata, path = files
+    model = VAE(likelihood="gaussian", preprocess=steps, epochs=1, hidden=(8,), n_latent=2,
+                seed=0, verbose=False).fit(adata)
+    b = vaekit.read(path, backed=True)
+    assert model.preprocessor_.steps  # what is applied, not refused
+    for method in (model.transform, model.score_samples):
+        np.testing.assert_allclose(method(b), method(adata), rtol=1e-4, atol=1e-4)
+    X = BackedMatrix(path)
+    X.preprocessed(model.preprocessor_.transform)
+    got = X.rows(np.array([999, 3, 64, 63]))
+    want = model.preprocessor_.transform(adata.X[[999, 3, 64, 63]])
+    np.testing.assert_allclose(getattr(got, "toarray", lambda: got)(),
+                               getattr(want, "toarray", lambda: want)(), rtol=1e-6)

@@ -15,7 +15,7 @@ from vaekit import auto, checkpoint
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.data import DenseRows, SparseRows
 from vaekit.data.backed import BackedMatrix
-from vaekit.data.backed_files import backed_table, is_backed, matrix_key
+from vaekit.data.backed_files import backed_table, is_backed, matrix_key, stored_table
 from vaekit.data.preprocess import Preprocessor
 from vaekit.likelihoods import get_likelihood
 from vaekit.model import VAEModule
@@ -74,21 +74,30 @@ def input_tables(
     table) for a fitted model; a backed AnnData is checked in one streaming pass."""
     n_features, names = fitted
     if is_backed(X):
-        table = _backed(X, layer, preprocessor, likelihood, allow_nan)
-        expected = None if names is None else [str(v) for v in names]
-        if table.X.shape[1] != n_features or expected not in (None, table.feature_names):
-            raise ValueError(
-                f"{table.X.path} must hold the model's {n_features} features in its order "
-                "to be read backed; read it into memory (vaekit.read without backed=True), "
-                "which matches features by name"
-            )
-        return table, table, table
+        _check_backed_features(X, n_features, names)  # before anything is read
+        if allow_nan:
+            _backed(X, layer, Preprocessor(), likelihood, allow_nan)  # refused
+        support = get_likelihood(likelihood).support
+        table = backed_table(X, layer, support, likelihood, preprocessor)
+        given = stored_table(X, layer) if preprocessor.steps else table
+        return given, given, table
     given = as_table(X, layer=layer, allow_nan=allow_nan, nan_hint=nan_hint)
     inputs = align_features(given, n_features, names)
     data = model_table(
         preprocessor.transform(inputs.X), inputs, preprocessor, likelihood, allow_nan
     )
     return given, inputs, data
+
+
+def _check_backed_features(adata: Any, n_features: int, names: Any) -> None:
+    """Raise unless a backed AnnData holds the model's features in its order."""
+    expected = None if names is None else [str(v) for v in names]
+    if adata.n_vars != n_features or expected not in (None, [str(v) for v in adata.var_names]):
+        raise ValueError(
+            f"{adata.filename} must hold the model's {n_features} features in its order "
+            "to be read backed; read it into memory (vaekit.read without backed=True), "
+            "which matches features by name"
+        )
 
 
 def _backed(

@@ -53,6 +53,7 @@ class BackedMatrix:
         except BaseException:
             self._file.close()
             raise
+        self._stored_sparse, self._stored_cols = self.sparse, self.shape[1]
         self.block_rows = _block_rows(self.bytes_per_row())
         self.sums: np.ndarray | None = None  # row totals, set by the validating pass
 
@@ -98,20 +99,39 @@ class BackedMatrix:
         per_value = self.dtype.itemsize + self._indices.dtype.itemsize
         return max(1.0, self.indptr[-1] * per_value / max(1, self.shape[0]))
 
+    def preprocessed(self, transform: Any) -> None:
+        """Pass every row read through ``transform`` (a fitted row-wise preprocessing, such as
+        :meth:`Preprocessor.transform`) from now on: what the model reads is then what it was
+        fitted on, one block at a time. The row totals are then those of the output."""
+        first = transform(self._read(0, 1))
+        self.transform, self.sums = transform, None
+        self.shape, self.sparse = (self.shape[0], first.shape[1]), sp.issparse(first)
+
+    transform: Any = None
+
     def read(self, start: int, stop: int) -> np.ndarray | sp.csr_matrix:
-        """Rows ``start:stop`` as float32: CSR for a sparse matrix, else a dense array."""
-        if not self.sparse:
+        """Rows ``start:stop`` as float32: CSR for a sparse matrix, else a dense array; passed
+        through the transform when one is set (:meth:`preprocessed`)."""
+        rows = self._read(start, stop)
+        if self.transform is None:
+            return rows
+        out = self.transform(rows)
+        return out.astype(np.float32, copy=False)
+
+    def _read(self, start: int, stop: int) -> np.ndarray | sp.csr_matrix:
+        if not self._stored_sparse:
             return np.asarray(self._dense[start:stop], dtype=np.float32)
         lo, hi = int(self.indptr[start]), int(self.indptr[stop])
         indices = self._indices[lo:hi]
-        if len(indices) and (indices.min() < 0 or indices.max() >= self.shape[1]):
+        n_cols = self._stored_cols
+        if len(indices) and (indices.min() < 0 or indices.max() >= n_cols):
             raise ValueError(
-                f"{self.path}: {self.key} has column indices outside 0..{self.shape[1] - 1} "
+                f"{self.path}: {self.key} has column indices outside 0..{n_cols - 1} "
                 f"in rows {start}..{stop - 1}; the file is damaged: write it again"
             )
         data = np.asarray(self._data[lo:hi], dtype=np.float32)
         return sp.csr_matrix(
-            (data, indices, self.indptr[start : stop + 1] - lo), shape=(stop - start, self.shape[1])
+            (data, indices, self.indptr[start : stop + 1] - lo), shape=(stop - start, n_cols)
         )
 
     def blocks(self) -> Iterator[tuple[int, np.ndarray | sp.csr_matrix]]:
@@ -293,17 +313,24 @@ def block_order(
     >>> sorted(order.tolist()) == list(range(10)), len(bounds) - 1  # two buffers
     (True, 2)
     """
+    # 32-bit positions where they fit (an epoch's plan is several index-sized temporaries),
+    # each freed once used; the batches alone are 64-bit, as the training loop indexes with them.
+    small = torch.int32 if len(index) and int(index.max()) < 2**31 - 1 else torch.long
+    index = index.to(small)
     block = index // block_rows
     blocks = torch.unique(block)
-    blocks = blocks[torch.randperm(len(blocks), generator=generator)]
-    buffer_of = torch.empty(int(blocks.max()) + 1 if len(blocks) else 0, dtype=torch.long)
-    buffer_of[blocks] = torch.arange(len(blocks)) // buffer_blocks
+    blocks = blocks[torch.randperm(len(blocks), generator=generator, dtype=small)]
+    buffer_of = torch.empty(int(blocks.max()) + 1 if len(blocks) else 0, dtype=small)
+    buffer_of[blocks] = torch.arange(len(blocks), dtype=small) // buffer_blocks
     buffer = buffer_of[block]
+    del block, buffer_of
     counts = torch.bincount(buffer, minlength=-(-len(blocks) // buffer_blocks))
-    grouped = index[torch.argsort(buffer, stable=True)].split(counts.tolist())
-    runs = [run[torch.randperm(len(run), generator=generator)] for run in grouped]
-    order = torch.cat(runs) if runs else index[:0]
-    batches = list(order.split(batch_size))
+    grouped = index[torch.argsort(buffer, stable=True)]
+    del buffer, index
+    for run in grouped.split(counts.tolist()):  # shuffled in place, a run at a time
+        run.copy_(run[torch.randperm(len(run), generator=generator, dtype=small)])
+    order = grouped
+    batches = list(order.long().split(batch_size))
     if len(batches) > 1 and len(batches[-1]) == 1:
         batches.pop()
     return batches, order, np.concatenate([[0], np.cumsum(counts.numpy())]).astype(np.int64)

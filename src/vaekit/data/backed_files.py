@@ -107,17 +107,35 @@ def _check_unique(index: pd.Index, source: Path, what: str) -> None:
 
 
 def backed_table(
-    adata: anndata.AnnData, layer: str | None, support: Support, likelihood: str
+    adata: anndata.AnnData,
+    layer: str | None,
+    support: Support,
+    likelihood: str,
+    preprocessor: Any = None,
 ) -> Table:
     """The matrix of a backed AnnData as a :class:`Table` over a :class:`BackedMatrix`,
     checked in one streaming pass (finite values, the likelihood's support, a positive total
-    per sample for counts), whose row totals are kept for the library-size prior."""
+    per sample for counts), whose row totals are kept for the library-size prior. With a
+    fitted ``preprocessor`` (one with steps), its transform is applied to each block as it
+    is read, and the checks and totals are those of what the model reads."""
     path = Path(adata.filename)
     X = BackedMatrix(path, matrix_key(adata, layer, path))
-    table = Table(X, [str(v) for v in adata.var_names], pd.Index(adata.obs_names))
+    names = [str(v) for v in adata.var_names]
+    if preprocessor is not None and preprocessor.steps:
+        X.preprocessed(preprocessor.transform)
+        names = preprocessor.output_features(names)
+    table = Table(X, names, pd.Index(adata.obs_names))
     X.sums = np.concatenate([_checked(table, start, rows, support, likelihood)
                              for start, rows in X.blocks()])
     return table
+
+
+def stored_table(adata: anndata.AnnData, layer: str | None) -> Table:
+    """The matrix of a backed AnnData as stored, unchecked (the preprocessed table that the
+    model reads is checked as it streams: :func:`backed_table`)."""
+    path = Path(adata.filename)
+    X = BackedMatrix(path, matrix_key(adata, layer, path))
+    return Table(X, [str(v) for v in adata.var_names], pd.Index(adata.obs_names))
 
 
 def _checked(
