@@ -47,6 +47,8 @@ def fit_tables(
         return table, table, preprocessor
     table = as_table(X, layer=layer, allow_nan=masked)
     check_observed(table)
+    if "likelihood" in fixed and get_likelihood(settings["likelihood"]).support.name != "real":
+        fixed = fixed | {"preprocess"}  # z-scores would leave the support the user chose
     automatic(settings, fixed, table.X, auto.PREPROCESS_RULES)
     preprocessor = Preprocessor(settings["preprocess"])
     names = table.feature_names or [f"x{i}" for i in range(table.X.shape[1])]
