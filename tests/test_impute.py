@@ -42,7 +42,8 @@ def rmse(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
 
 
 def small(**kw) -> vaekit.VAE:
-    settings = dict(n_latent=3, hidden=(64,), epochs=400, seed=0, verbose=False)
+    settings = dict(n_latent=3, hidden=(64,), epochs=400, batch_size=128, patience=10, seed=0,
+                    verbose=False)
     return vaekit.VAE(**{**settings, **kw})
 
 
@@ -140,7 +141,7 @@ def factor():
     """A linear-Gaussian VAE (a factor model), its held-out rows, those rows with half their
     entries hidden, and the mask of hidden entries."""
     X = low_rank(n=600, d=30, rank=4, seed=2)
-    model = small(n_latent=4, hidden=(), likelihood="gaussian").fit(X[:500])
+    model = small(n_latent=4, hidden=(), likelihood="gaussian", preprocess=()).fit(X[:500])
     hidden, mask = hide(X[500:], 0.5, seed=4)
     return model, X[500:], hidden, mask
 

@@ -170,8 +170,6 @@ RULES: tuple[Rule, ...] = (
     Rule("n_latent", "under 1,000 samples -> the correlation matrix's eigenvalues above "
          "noise's (Marchenko-Pastur edge), 2 to 10", lambda p: p.n_samples < SMALL,
          lambda p, s: int(min(10, max(2, p.signal_rank)))),
-    Rule("architecture", "under 1,000 samples -> mlp", lambda p: p.n_samples < SMALL,
-         lambda p, s: "mlp"),
     Rule("hidden", "under 1,000 samples -> no hidden layer (linear maps, as PCA)",
          lambda p: p.n_samples < SMALL, lambda p, s: ()),
     Rule("hidden", "10,000 samples or more -> one layer of features/2 (128 to 512)",

@@ -165,6 +165,7 @@ def train_model(folder: Path) -> tuple[Path, Path]:
     table = training_table(folder)
     model = folder / "model"
     result = run(["train", table, "-o", model, "--latent", "3", "--hidden", "8",
+                  "--likelihood", "gaussian", "--scale", "none",
                   "--epochs", "2", "--seed", "0", "--quiet"])
     assert result.code == 0, result.err
     return model, table
