@@ -339,6 +339,25 @@ def test_a_pickle_disguised_as_weights_never_runs(saved, tmp_path):
     assert not marker.exists()
 
 
+def test_a_safetensors_header_whose_length_starts_with_0x80_is_not_a_pickle(saved):
+    """safetensors begins with its header's length, little-endian: for 1 size in 32 the first
+    byte is 0x80, a pickle's magic. Such a file (the same weights, the header padded to 0x280
+    bytes) still loads."""
+    import json
+    import struct
+
+    path = saved / "weights.safetensors"
+    raw = path.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8 : 8 + n])
+    text = json.dumps(header).encode()
+    size = 0x80 + 0x100 * ((len(text) + 0x7F) // 0x100 + 1)  # 0x..80, room for the header
+    padded = text + b" " * (size - len(text))
+    path.write_bytes(struct.pack("<Q", size) + padded + raw[8 + n :])
+    assert path.read_bytes()[0] == 0x80
+    vaekit.load(saved)
+
+
 def test_weights_of_another_dtype_are_refused(saved):
     weights = load_file(saved / "weights.safetensors")
     weights["z_mean.bias"] = weights["z_mean.bias"].double()
