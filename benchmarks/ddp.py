@@ -118,7 +118,7 @@ def main() -> None:
     for r in runs:
         print(f"{r['processes']:>9} {r['threads']:>7} {r['batch per process']:>10} "
               f"{r['fit s']:>7.1f} {r['samples/s']:>10.0f} {r['samples/s'] / base:>6.2f} "
-              f"{r['held-out -ELBO']:>14.2f}")
+              f"{r['held-out -ELBO']:>14.4f}")
 
 
 if __name__ == "__main__":
