@@ -48,6 +48,23 @@ def is_anndata(X: Any) -> bool:
     return type(X).__name__ == "AnnData" and type(X).__module__.startswith("anndata")
 
 
+def take_rows(X: Any, rows: np.ndarray) -> Any:
+    """The rows ``rows`` of X in its own container (AnnData and DataFrame keep their names; a
+    sparse matrix stays CSR). None, and one value for all samples, stay as they are."""
+    rows = np.asarray(rows, dtype=int)
+    if X is None:
+        return X
+    if is_anndata(X):
+        return X[rows]
+    if isinstance(X, (pd.DataFrame, pd.Series)):
+        return X.iloc[rows]
+    if sp.issparse(X):
+        return sp.csr_matrix(X)[rows]
+    if isinstance(X, (list, tuple)):
+        return [X[i] for i in rows]
+    return X if np.ndim(X) == 0 else X[rows]
+
+
 def as_table(
     X: Any,
     name: str = "X",

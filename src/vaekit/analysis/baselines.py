@@ -34,7 +34,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from vaekit.analysis._limits import check_count
 from vaekit.analysis.imputation import _input_names, _prepare, dense_copy, impute, like
-from vaekit.validation import is_anndata, resolve_y
+from vaekit.validation import is_anndata, resolve_y, take_rows
 
 if TYPE_CHECKING:
     from vaekit.estimator import BaseVAE
@@ -181,21 +181,6 @@ def to_json(table: pd.DataFrame) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- rows and spaces
-def _take(X: Any, rows: np.ndarray) -> Any:
-    """Rows of X in its own container (AnnData, DataFrame, sparse matrix, array, list)."""
-    if is_anndata(X):
-        return X[rows]
-    if X is None or np.ndim(X) == 0:
-        return X  # no conditions, or one for all rows
-    if isinstance(X, (pd.DataFrame, pd.Series)):
-        return X.iloc[rows]
-    if sp.issparse(X):
-        return sp.csr_matrix(X)[rows]
-    if isinstance(X, (list, tuple)):
-        return [X[i] for i in rows]
-    return X[rows]
-
-
 def _n_rows(X: Any) -> int:
     return int(X.n_obs) if is_anndata(X) else int(X.shape[0])
 
@@ -324,7 +309,7 @@ def reconstruction_baseline(
     """
     check_count("max_rows", max_rows)
     rows = _subsample(_n_rows(X), max_rows, seed)
-    Xe, ye = _take(X, rows), _take(resolve_y(X, y), rows)
+    Xe, ye = take_rows(X, rows), take_rows(resolve_y(X, y), rows)
     values = model_space(model, Xe, ye, layer=layer)
     k = model.module_.config.n_latent
     ours = float(((values - _reconstruction_space(model, Xe, ye, layer)) ** 2).mean())
@@ -334,8 +319,8 @@ def reconstruction_baseline(
         where += f"; PCA {folds}-fold cross-fitted on them (each scored by a fit without it)"
     else:
         fit_rows = _subsample(_n_rows(train), max_rows, seed)
-        train_y = _take(resolve_y(train, train_y), fit_rows)
-        fitted = model_space(model, _take(train, fit_rows), train_y, layer=layer)
+        train_y = take_rows(resolve_y(train, train_y), fit_rows)
+        fitted = model_space(model, take_rows(train, fit_rows), train_y, layer=layer)
         theirs = pca_errors(fitted, values, k).mean()
         where += f"; PCA fitted on {_rows_text(len(fit_rows), _n_rows(train))} of the training data"
     name = _pca_name(_components(k, len(values), values.shape[1]))
@@ -428,7 +413,7 @@ def separation_baseline(
             "sample, in the same order"
         )
     rows = _subsample(_n_rows(X), max_rows, seed)
-    Xe, ye = _take(X, rows), _take(resolve_y(X, y), rows)
+    Xe, ye = take_rows(X, rows), take_rows(resolve_y(X, y), rows)
     frame = frame.iloc[rows].reset_index(drop=True)
     latent = np.asarray(model.transform(Xe, ye, layer=layer), dtype=np.float64)
     values = model_space(model, Xe, ye, layer=layer)
@@ -591,7 +576,7 @@ def _labelled(
     seed: int,
 ) -> tuple[np.ndarray, ...]:
     rows = _subsample(_n_rows(X), max_rows, seed)
-    values = model_space(model, _take(X, rows), _take(resolve_y(X, y), rows), layer=layer)
+    values = model_space(model, take_rows(X, rows), take_rows(resolve_y(X, y), rows), layer=layer)
     return values, labels[rows], scores[rows]
 
 
@@ -626,7 +611,7 @@ def imputation_baseline(
     if not 0 < share < 1:
         raise ValueError(f"share must be in (0, 1), e.g. 0.1; got {share!r}")
     rows = _subsample(_n_rows(X), max_rows, seed)
-    Xe, ye = _take(X, rows), _take(resolve_y(X, y), rows)
+    Xe, ye = take_rows(X, rows), take_rows(resolve_y(X, y), rows)
     values = dense_copy(Xe, layer)
     hidden = _hide(values, _modelled_columns(model, Xe, ye, layer), share, seed)
     masked = np.where(hidden, np.nan, values)

@@ -7,10 +7,9 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
-from vaekit.validation import is_anndata, resolve_y
+from vaekit.validation import is_anndata, resolve_y, take_rows
 
 if TYPE_CHECKING:
     from vaekit.vae import VAE
@@ -21,20 +20,6 @@ def n_rows(X: Any) -> int:
     return int(X.n_obs) if is_anndata(X) else int(X.shape[0])
 
 
-def take_rows(X: Any, rows: np.ndarray) -> Any:
-    """The rows ``rows`` of X, keeping its kind (AnnData and DataFrame keep their names)."""
-    rows = np.asarray(rows, dtype=int)
-    if is_anndata(X):
-        return X[rows]
-    if isinstance(X, (pd.DataFrame, pd.Series)):
-        return X.iloc[rows]
-    if sp.issparse(X):
-        return sp.csr_matrix(X)[rows]
-    if isinstance(X, (list, tuple)):
-        return [X[i] for i in rows]
-    return X[rows]
-
-
 def conditions(X: Any, y: Any) -> Any:
     """One condition per sample of X: ``y`` as given, or the AnnData ``obs`` columns it names,
     so that subsets of X can be given their own rows of it."""
@@ -43,8 +28,6 @@ def conditions(X: Any, y: Any) -> Any:
 
 def take_conditions(y: Any, rows: np.ndarray) -> Any:
     """The conditions of ``rows``; a single condition for all samples stays as it is."""
-    if y is None or np.ndim(y) == 0:
-        return y
     return take_rows(y, rows)
 
 
