@@ -285,7 +285,7 @@ def train(
     if resume:
         loop = _resume(checkpoints, module, opt, plateau, gen, result) or loop
         if w.size > 1:  # the checkpoint holds rank 0's noise generator: each rank its own
-            torch.manual_seed(w.seed(loop.epoch * len(train_idx) + loop.step))
+            torch.manual_seed(w.seed((config.seed or 0) + loop.epoch * len(train_idx) + loop.step))
     good = capture(module, opt, plateau, gen, loop)  # what a divergence rolls back to
     start, before = time.perf_counter(), loop.seconds
     with stop_signals() as stop:
