@@ -83,7 +83,7 @@ def write_h5ad(adata: anndata.AnnData, path: str | os.PathLike) -> Path:
             for key, value in (("obs", adata.obs), ("obsm", dict(adata.obsm))):
                 if key in f:
                     del f[key]
-                anndata.io.write_elem(f, key, value)
+                _write_elem(f, key, value)
     return Path(path)
 
 
@@ -174,3 +174,12 @@ def _where(table: Table, start: int, rows: np.ndarray | sp.csr_matrix, bad: np.n
     else:
         row, col = (int(v) for v in np.argwhere(bad)[0])
     return table.location(start + row, col)
+
+
+def _write_elem(group, key: str, value) -> None:
+    """anndata's ``write_elem``: in ``anndata.io`` from 0.11, ``anndata.experimental`` before."""
+    try:
+        from anndata.io import write_elem
+    except ImportError:  # anndata 0.10, the oldest release vaekit supports
+        from anndata.experimental import write_elem
+    write_elem(group, key, value)
