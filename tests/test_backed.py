@@ -201,8 +201,8 @@ def test_backed_refuses_what_it_cannot_stream(tmp_path):
     X[10, 4] = 0.5
     _, path = write(tmp_path, X, "dense")
     b = vaekit.read(path, backed=True)
-    with pytest.raises(ValueError, match="preprocess"):
-        VAE(preprocess=["log1p"], verbose=False).fit(b)
+    with pytest.raises(ValueError, match="missing='mask'"):
+        VAE(missing="mask", verbose=False).fit(b)
     with pytest.raises(ValueError, match=r"cannot score .* 0.5 at row 10 \(sample 'c10'\), col"):
         VAE(likelihood="nb", verbose=False).fit(b)
 
@@ -224,6 +224,35 @@ def test_cli_reads_backed_above_the_memory_share(tmp_path, monkeypatch):
 
 
 SINGLE_CELL = ["normalize_total", "log1p", {"name": "select_variable", "n": 8}]
+
+
+@pytest.mark.parametrize("steps", [[*SINGLE_CELL, "zscore"], ["log1p", "minmax"]])
+def test_backed_fit_streams_its_preprocessing(files, steps):
+    """Fitting on a backed file fits the preprocessing from block statistics (library sizes,
+    variable features, scaling): the same fitted state as in memory up to float32 rounding of
+    the in-memory sums, and the model trains on the preprocessed rows."""
+    adata, path = files
+    settings = dict(likelihood="gaussian", preprocess=steps, epochs=1, hidden=(8,), n_latent=2,
+                    seed=0, verbose=False)
+    whole = VAE(**settings).fit(adata)
+    streamed = VAE(**settings).fit(vaekit.read(path, backed=True))
+    assert streamed.preprocessor_.features_ == whole.preprocessor_.features_
+    for key, want in whole.preprocessor_.state().items():
+        got = streamed.preprocessor_.state()[key]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=key)
+    assert np.isfinite(streamed.history_["train_loss"]).all()
+
+
+def test_backed_fit_chooses_preprocessing_as_in_memory(tmp_path):
+    """Automatic settings read the same kind of data backed and in memory: skewed
+    non-negative values get log1p and z-scores both ways."""
+    rng = np.random.default_rng(2)
+    X = np.exp(rng.normal(0, 1.5, (N, P))).astype(np.float32)
+    adata, path = write(tmp_path, X, "dense")
+    settings = dict(epochs=1, verbose=False, seed=0)
+    whole, streamed = VAE(**settings).fit(adata), VAE(**settings).fit(vaekit.read(path, backed=True))
+    assert whole.preprocessor_.to_config() == streamed.preprocessor_.to_config()
+    assert [s.name for s in streamed.preprocessor_.steps] == ["log1p", "zscore"]
 
 
 @pytest.mark.parametrize("steps", [SINGLE_CELL, ["zscore"]])

@@ -39,16 +39,12 @@ def fit_tables(
     settings nobody gave (not in ``fixed``) are chosen from the data first (:mod:`vaekit.auto`):
     preprocessing from the raw values, the others from what the model will see. A backed
     AnnData is read as stored, checked in one streaming pass and never loaded."""
-    if is_backed(X):
-        automatic(settings, fixed | {"preprocess"}, _backed_matrix(X, layer), auto.RULES)
-        preprocessor = Preprocessor(settings["preprocess"])
-        table = _backed(X, layer, preprocessor, settings["likelihood"], masked)
-        preprocessor.fit_transform(table.X, table.feature_names)  # no steps: names only
-        return table, table, preprocessor
-    table = as_table(X, layer=layer, allow_nan=masked)
-    check_observed(table)
     if "likelihood" in fixed and get_likelihood(settings["likelihood"]).support.name != "real":
         fixed = fixed | {"preprocess"}  # z-scores would leave the support the user chose
+    if is_backed(X):
+        return _backed_tables(X, layer, settings, fixed, masked)
+    table = as_table(X, layer=layer, allow_nan=masked)
+    check_observed(table)
     automatic(settings, fixed, table.X, auto.PREPROCESS_RULES)
     preprocessor = Preprocessor(settings["preprocess"])
     names = table.feature_names or [f"x{i}" for i in range(table.X.shape[1])]
@@ -56,6 +52,35 @@ def fit_tables(
     automatic(settings, fixed, data, auto.RULES)
     data = model_table(data, table, preprocessor, settings["likelihood"], masked)
     return table, data, preprocessor
+
+
+def _backed_tables(
+    X: Any, layer: str | None, settings: dict[str, Any], fixed: set[str], masked: bool
+) -> tuple[Table, Table, Preprocessor]:
+    """:func:`fit_tables` for a backed AnnData: the preprocessing fitted from statistics
+    gathered a block of rows at a time, then applied to each block as it is read; the data
+    checked in one streaming pass; the matrix never loaded."""
+    if masked:
+        _refuse_masked()
+    raw = _backed_matrix(X, layer)
+    automatic(settings, fixed, raw, auto.PREPROCESS_RULES)
+    preprocessor = Preprocessor(settings["preprocess"])
+    names = [str(v) for v in X.var_names]
+    preprocessor.fit_stream(lambda: (rows for _, rows in raw.blocks()), names)
+    if preprocessor.steps:
+        raw.preprocessed(preprocessor.transform)
+    automatic(settings, fixed, raw, auto.RULES)
+    raw.close()
+    likelihood = settings["likelihood"]
+    table = backed_table(X, layer, get_likelihood(likelihood).support, likelihood, preprocessor)
+    return (stored_table(X, layer) if preprocessor.steps else table), table, preprocessor
+
+
+def _refuse_masked() -> None:
+    raise ValueError(
+        "backed data are read as stored, without missing='mask'; impute or remove the missing "
+        "entries first, or read the file into memory (vaekit.read without backed=True)"
+    )
 
 
 def _backed_matrix(adata: Any, layer: str | None) -> BackedMatrix:
@@ -78,7 +103,7 @@ def input_tables(
     if is_backed(X):
         _check_backed_features(X, n_features, names)  # before anything is read
         if allow_nan:
-            _backed(X, layer, Preprocessor(), likelihood, allow_nan)  # refused
+            _refuse_masked()
         support = get_likelihood(likelihood).support
         table = backed_table(X, layer, support, likelihood, preprocessor)
         given = stored_table(X, layer) if preprocessor.steps else table
@@ -100,18 +125,6 @@ def _check_backed_features(adata: Any, n_features: int, names: Any) -> None:
             "to be read backed; read it into memory (vaekit.read without backed=True), "
             "which matches features by name"
         )
-
-
-def _backed(
-    X: Any, layer: str | None, preprocessor: Preprocessor, likelihood: str, masked: bool
-) -> Table:
-    if preprocessor.steps or masked:
-        what = "missing='mask'" if masked else f"preprocess={preprocessor.to_config()}"
-        raise ValueError(
-            f"backed data are read as stored, without {what}; preprocess the file first, or "
-            "read it into memory (vaekit.read without backed=True)"
-        )
-    return backed_table(X, layer, get_likelihood(likelihood).support, likelihood)
 
 
 def automatic(

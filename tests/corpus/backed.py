@@ -64,6 +64,12 @@ def _negative() -> np.ndarray:
     return X
 
 
+def _below_minus_one() -> np.ndarray:
+    X = _counts()
+    X[7, 2] = -2
+    return X
+
+
 def _nan() -> np.ndarray:
     X = _counts()
     X[2, 7] = np.nan
@@ -126,7 +132,8 @@ CASES = [
                                                "--likelihood", "nb"),
          match="column indices outside 0..11"),
     Case("backed/duplicate-var-names", _train(_duplicate_genes), match="duplicate feature names"),
-    Case("backed/with-preprocessing", _train(_counts_file, "--log1p"), match="preprocess"),
+    Case("backed/log1p-below-minus-one", _train(_with(_below_minus_one), "--log1p"),
+         match="log1p needs values > -1; the data hold -2"),
     Case("backed/with-missing-mask", _train(_counts_file, "--missing", "mask"),
          match="missing='mask'"),
     Case("backed/nb-negative", _train(_with(_negative), "--likelihood", "nb"),

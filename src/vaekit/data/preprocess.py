@@ -13,12 +13,13 @@ fitted statistics are those of the observed entries. Every step can be inverted
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
+from vaekit.data.streaming import StreamStats
 from vaekit.validation import check_dense_fits
 
 Matrix = np.ndarray | sp.csr_matrix
@@ -57,6 +58,22 @@ class Step:
 
     def fit(self, X: Matrix) -> Step:
         return self
+
+    @property
+    def needs(self) -> frozenset[str]:
+        """The statistics :meth:`fit_stats` reads (:data:`vaekit.data.streaming.NEEDS`);
+        empty when the step has nothing to fit."""
+        return frozenset()
+
+    def fit_stats(self, stats: StreamStats | None) -> Step:
+        """Fit from statistics of the input gathered a block of rows at a time (the same
+        result as :meth:`fit` up to rounding), for data that never fit in memory."""
+        return self
+
+    def stats_after(self, stats: StreamStats) -> StreamStats | None:
+        """The statistics of this step's output, when they follow from its input's (a
+        selection of columns); None when the step changes the values."""
+        return None
 
     def transform(self, X: Matrix) -> Matrix:
         raise NotImplementedError
@@ -112,8 +129,21 @@ class NormalizeTotal(Step):
         return {"target_sum": self.target_sum}
 
     def fit(self, X: Matrix) -> Step:
-        totals = _row_sums(X)
-        target = self.target_sum if self.target_sum is not None else np.median(totals[totals > 0])
+        return self._fit_totals(lambda: _row_sums(X))
+
+    @property
+    def needs(self) -> frozenset[str]:
+        return frozenset(() if self.target_sum is not None else ("rows",))
+
+    def fit_stats(self, stats: StreamStats) -> Step:
+        return self._fit_totals(lambda: stats.totals)
+
+    def _fit_totals(self, totals: Callable[[], np.ndarray]) -> Step:
+        if self.target_sum is not None:
+            target = self.target_sum
+        else:
+            values = totals()
+            target = np.median(values[values > 0])
         self.target_ = np.array([target], dtype=np.float64)  # (1,): safetensors-friendly
         return self
 
@@ -195,12 +225,29 @@ class SelectVariable(Step):
         return {"n": self.n, "method": self.method}
 
     def fit(self, X: Matrix) -> Step:
+        self._check()
+        return self._choose(_variance(X) if self.method == "variance"
+                            else _mean_absolute_deviation(X))
+
+    @property
+    def needs(self) -> frozenset[str]:
+        return frozenset(("columns",) if self.method == "variance" else ("columns", "deviation"))
+
+    def fit_stats(self, stats: StreamStats) -> Step:
+        self._check()
+        return self._choose(stats.var if self.method == "variance" else stats.deviation)
+
+    def stats_after(self, stats: StreamStats) -> StreamStats | None:
+        return stats.columns(self.index_)
+
+    def _check(self) -> None:
         if self.method not in self.METHODS:
             raise ValueError(f"unknown selection method {self.method!r}; use one of {self.METHODS}")
         if not isinstance(self.n, (int, np.integer)) or self.n < 1:
             raise ValueError(f"select needs a positive number of features; got {self.n!r}")
-        spread = _variance(X) if self.method == "variance" else _mean_absolute_deviation(X)
-        n = min(self.n, X.shape[1])
+
+    def _choose(self, spread: np.ndarray) -> Step:
+        n = min(self.n, len(spread))
         # stable sort: ties keep the original column order, so the choice is reproducible
         self.index_ = np.sort(np.argsort(-spread, kind="stable")[:n])
         return self
@@ -232,8 +279,16 @@ class MinMax(Step):
 
     def fit(self, X: Matrix) -> Step:
         dense = _dense(X)
-        self.min_ = _column("min", dense).astype(np.float32)
-        self.range_ = _nonzero(_column("max", dense) - self.min_)
+        return self._fit_range(_column("min", dense), _column("max", dense))
+
+    needs = property(lambda self: frozenset(("columns",)))
+
+    def fit_stats(self, stats: StreamStats) -> Step:
+        return self._fit_range(stats.min, stats.max)
+
+    def _fit_range(self, low: np.ndarray, high: np.ndarray) -> Step:
+        self.min_ = low.astype(np.float32)
+        self.range_ = _nonzero(high - self.min_)
         return self
 
     def transform(self, X: Matrix) -> Matrix:
@@ -266,6 +321,8 @@ class _Standardise(Step):
     def signed(self) -> bool:
         return self.center
 
+    needs = property(lambda self: frozenset(("columns",)))
+
     def transform(self, X: Matrix) -> Matrix:
         return _affine(X, self.mean_ if self.center else None, self._divisor)
 
@@ -286,9 +343,14 @@ class ZScore(_Standardise):
     name, state_keys = "zscore", ("mean_", "std_")
 
     def fit(self, X: Matrix) -> Step:
-        mean, spread = _mean_and("std", X)
+        return self._fit_moments(*_mean_and("var", X))
+
+    def fit_stats(self, stats: StreamStats) -> Step:
+        return self._fit_moments(stats.mean, stats.var)
+
+    def _fit_moments(self, mean: np.ndarray, variance: np.ndarray) -> Step:
         self.mean_ = mean.astype(np.float32)
-        self.std_ = _nonzero(spread)
+        self.std_ = _nonzero(np.sqrt(variance))
         return self
 
     @property
@@ -306,7 +368,12 @@ class Center(_Standardise):
     name, state_keys = "center", ("mean_", "scale_")
 
     def fit(self, X: Matrix) -> Step:
-        mean, variance = _mean_and("var", X)
+        return self._fit_moments(*_mean_and("var", X))
+
+    def fit_stats(self, stats: StreamStats) -> Step:
+        return self._fit_moments(stats.mean, stats.var)
+
+    def _fit_moments(self, mean: np.ndarray, variance: np.ndarray) -> Step:
         self.mean_ = mean.astype(np.float32)
         self.scale_ = _nonzero(np.sqrt(np.atleast_1d(variance.mean())))
         return self
@@ -349,6 +416,32 @@ class Preprocessor:
             X = step.fit(X).transform(X)
         self.features_ = self.output_features(names)
         return X
+
+    def fit_stream(
+        self, blocks: Callable[[], Iterable[Matrix]], names: list[str]
+    ) -> Preprocessor:
+        """Fit every step from statistics gathered a block of rows at a time, for data that
+        never fit in memory: ``blocks()`` starts a new pass over the rows. A pass is made only
+        where a step needs statistics of an input not yet summarised: for
+        ``[normalize_total, log1p, select_variable, zscore]``, one for the row totals, then one
+        for the columns of the log-normalised values, which both the selection and the
+        z-scores are fitted from; a ``mad`` selection adds one (it needs the means first).
+
+        Examples
+        --------
+        >>> X = np.array([[1.0, 5, 0], [3, 0, 0], [0, 9, 1]])
+        >>> pre = Preprocessor(["log1p", SelectVariable(2), "zscore"])
+        >>> pre.fit_stream(lambda: (X[:2], X[2:]), ["a", "b", "c"]).features_
+        ['a', 'b']
+        """
+        stats = None
+        for i, step in enumerate(self.steps):
+            if step.needs and (stats is None or not step.needs <= stats.has):
+                stats = StreamStats.of(blocks, self.steps[:i], {"rows", "columns", *step.needs})
+            step.fit_stats(stats)  # None for a step that needs none
+            stats = None if stats is None else step.stats_after(stats)
+        self.features_ = self.output_features(names)
+        return self
 
     def transform(self, X: Matrix) -> Matrix:
         for step in self.steps:
