@@ -13,7 +13,7 @@ import torch
 
 import vaekit
 from vaekit import VAE, train
-from vaekit.data import backed
+from vaekit.data import backed, backed_files
 from vaekit.data.backed import BackedMatrix, BackedRows, block_order
 
 # two epochs of a tiny model: collapsed latent features are expected and beside the point
@@ -190,6 +190,45 @@ def test_read_backed_refuses_bad_layouts(tmp_path, change, match):
         change(f)
     with pytest.raises(ValueError, match=match):
         vaekit.read(path, backed=True)
+
+
+def write_10x_h5(path, X: np.ndarray) -> None:
+    """A Cell Ranger v3 HDF5 file of the cells x genes counts X (stored genes x cells, CSC)."""
+    genes_by_cells = sp.csc_matrix(X.T.astype(np.int32))
+    with h5py.File(path, "w") as f:
+        m = f.create_group("matrix")
+        for key in ("data", "indices", "indptr"):
+            m[key] = getattr(genes_by_cells, key)
+        m["shape"] = np.array(genes_by_cells.shape)
+        m["barcodes"] = np.array([f"BC{i}-1".encode() for i in range(X.shape[0])])
+        m["features/id"] = np.array([f"ENSG{j}".encode() for j in range(X.shape[1])])
+        m["features/name"] = np.array([f"g{j}".encode() for j in range(X.shape[1])])
+
+
+def test_10x_hdf5_is_read_backed_without_a_copy(tmp_path):
+    """A 10x HDF5 file streams as a backed AnnData, its counts read from the 10x file itself:
+    the same model outputs as the file read into memory."""
+    path = tmp_path / "filtered_feature_bc_matrix.h5"
+    write_10x_h5(path, counts())
+    b, whole = vaekit.read(path, backed=True), vaekit.read(path)
+    assert b.isbacked and b.shape == whole.shape == (N, P)
+    assert list(b.obs_names) == list(whole.obs_names) and b.obs_names[0] == "BC0-1"
+    assert list(b.var["gene_ids"]) == list(whole.var["gene_ids"])
+    with h5py.File(b.filename) as f:  # the shim holds links, not counts
+        assert isinstance(f["X"].get("data", getlink=True), h5py.ExternalLink)
+    model = VAE(likelihood="nb", epochs=1, hidden=(8,), n_latent=2, seed=0, verbose=False)
+    model.fit(whole)
+    np.testing.assert_allclose(model.transform(b), model.transform(whole), rtol=1e-4, atol=1e-4)
+    assert VAE(likelihood="nb", epochs=1, hidden=(8,), n_latent=2, verbose=False).fit(b)
+    with pytest.raises(ValueError, match="no layers"):
+        vaekit.read(path, backed=True, layer="counts")
+    b.obsm["X_vae"] = model.transform(b)
+    out = backed_files.write_h5ad(b, tmp_path / "out.h5ad")  # stands alone: counts copied in
+    with h5py.File(out) as f:
+        assert not isinstance(f["X"].get("data", getlink=True), h5py.ExternalLink)
+    written = anndata.read_h5ad(out)
+    np.testing.assert_array_equal(written.X.toarray(), counts())
+    np.testing.assert_array_equal(written.obsm["X_vae"], b.obsm["X_vae"])
 
 
 def test_backed_refuses_what_it_cannot_stream(tmp_path):

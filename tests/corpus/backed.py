@@ -89,6 +89,13 @@ def _tenx(k: Kit) -> Path:
     return path
 
 
+def _plain_hdf5(k: Kit) -> Path:
+    path = k.tmp / "x.hdf5"
+    with h5py.File(path, "w") as f:
+        f["X"] = _counts()
+    return path
+
+
 def _duplicate_genes(k: Kit) -> Path:
     path = _h5ad(k, _counts())
     with h5py.File(path, "r+") as f:
@@ -121,7 +128,8 @@ def _set(key: str, at: int, value: int) -> Callable[[h5py.File], None]:
 
 CASES = [
     Case("backed/csv", _train(_csv), match="backed=True reads AnnData files"),
-    Case("backed/10x-h5", _train(_tenx), match="(not AnnData)"),
+    Case("backed/10x-h5-incomplete", _train(_tenx), match="lacks ['indices', 'indptr'"),
+    Case("backed/plain-hdf5", _train(_plain_hdf5), match="(neither)"),
     Case("backed/transpose", _train(_counts_file, "--transpose"), match="transpose=True"),
     Case("backed/missing-layer", _train(_counts_file, "--layer", "raw"), match="no layer 'raw'"),
     Case("backed/csc", _train(_damaged(_set_attr("X", "encoding-type", "csc_matrix"))),

@@ -57,14 +57,17 @@ def read_h5ad(path: Path, layer: str | None = None) -> anndata.AnnData:
 
 
 def in_memory_bytes(path: str | os.PathLike, layer: str | None = None) -> int | None:
-    """Bytes the matrix of an AnnData file would take read into memory (float32, CSR with
-    64-bit pointers, or dense), from its layout alone; None for a file that is not AnnData
-    or whose matrix is neither."""
+    """Bytes the matrix of an AnnData or 10x HDF5 file would take read into memory (float32,
+    CSR with 64-bit pointers, or dense), from its layout alone; None for another file or a
+    matrix that is neither."""
     try:
         with h5py.File(path, "r") as f:
-            if f.attrs.get("encoding-type") not in ("anndata", b"anndata"):
+            if isinstance(f.get("matrix"), h5py.Group) and layer is None:  # 10x HDF5
+                item = f["matrix"]
+            elif f.attrs.get("encoding-type") not in ("anndata", b"anndata"):
                 return None
-            item = f.get("X" if layer is None else f"layers/{layer}")
+            else:
+                item = f.get("X" if layer is None else f"layers/{layer}")
             if isinstance(item, h5py.Dataset) and item.ndim == 2:
                 return int(np.prod(item.shape)) * 4
             if isinstance(item, h5py.Group) and "data" in item and "indptr" in item:
@@ -76,15 +79,29 @@ def in_memory_bytes(path: str | os.PathLike, layer: str | None = None) -> int | 
 
 def write_h5ad(adata: anndata.AnnData, path: str | os.PathLike) -> Path:
     """Write a backed AnnData with its annotations (obs, obsm) as they are now: its file
-    copied byte for byte (the matrix is never loaded), those two rewritten in the copy."""
+    copied byte for byte (the matrix is never loaded), those two rewritten in the copy. A
+    matrix linked from another file (a 10x HDF5 file's) is copied in by HDF5, chunk by chunk,
+    so that the output stands alone."""
     with atomic_file(path) as tmp:
         shutil.copyfile(adata.filename, tmp)
         with h5py.File(tmp, "r+") as f:
+            _copy_linked(f)
             for key, value in (("obs", adata.obs), ("obsm", dict(adata.obsm))):
                 if key in f:
                     del f[key]
                 _write_elem(f, key, value)
     return Path(path)
+
+
+def _copy_linked(f: h5py.File) -> None:
+    """Replace the external links under ``X`` by copies of what they point to."""
+    X = f.get("X")
+    for key in list(X) if isinstance(X, h5py.Group) else ():
+        link = X.get(key, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            with h5py.File(link.filename, "r") as source:
+                del X[key]
+                source.copy(source[link.path], X, name=key)
 
 
 def matrix_key(adata: anndata.AnnData, layer: str | None, source: Any) -> str:

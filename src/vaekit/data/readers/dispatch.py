@@ -120,25 +120,33 @@ def read(
 def _read_backed(
     path: Path, entry: Reader, layer: str | None, transpose: bool, annotations: object
 ) -> AnnData:
-    if entry.read not in (hdf5.read_h5ad, hdf5.read_hdf5) or not _is_anndata_file(path):
+    kind = _hdf5_kind(path) if entry.read in (hdf5.read_h5ad, hdf5.read_hdf5) else None
+    if kind is None:
         raise ValueError(
-            f"backed=True reads AnnData files (.h5ad); {path.name} is a {entry.what}"
-            f"{' (not AnnData)' if entry.read is hdf5.read_hdf5 else ''}: read it without "
-            "backed=True, or write it once as .h5ad (vaekit.read(path).write_h5ad(...))"
+            f"backed=True reads AnnData files (.h5ad) and 10x HDF5 files; {path.name} is a "
+            f"{entry.what}{' (neither)' if entry.read is hdf5.read_hdf5 else ''}: read it "
+            "without backed=True, or write it once as .h5ad (vaekit.read(path).write_h5ad(...))"
         )
+    if kind == "10x" and layer is not None:
+        raise ValueError(f"{path.name} is a 10x HDF5 file, which has no layers (layer={layer!r})")
     if transpose or annotations is not None:
         given = "transpose=True" if transpose else "annotations="
         raise ValueError(
             f"{given} changes the data in memory and cannot apply to backed data ({path.name}); "
             "read it without backed=True, or write the changed file first"
         )
+    if kind == "10x":
+        return hdf5.read_10x_h5_backed(path)
     return backed_reader.read_h5ad(path, layer)
 
 
-def _is_anndata_file(path: Path) -> bool:
+def _hdf5_kind(path: Path) -> str | None:
+    """"anndata" or "10x" for the HDF5 files that can be read backed, else None."""
     try:
         with h5py.File(path, "r") as f:
-            return f.attrs.get("encoding-type") in ("anndata", b"anndata")
+            if f.attrs.get("encoding-type") in ("anndata", b"anndata"):
+                return "anndata"
+            return "10x" if isinstance(f.get("matrix"), h5py.Group) else None
     except OSError as err:
         raise ValueError(f"{path} is not a readable HDF5 file ({err})") from None
 

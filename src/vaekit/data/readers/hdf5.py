@@ -3,6 +3,9 @@ cells x genes dataset ``X`` with optional labels ``Y`` (the scDCC / scDeepCluste
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from pathlib import Path
 
 import anndata
@@ -11,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 from anndata import AnnData
 
+from vaekit.data import backed_files
 from vaekit.data.readers.common import (
     as_float32,
     as_str,
@@ -168,6 +172,46 @@ def _names(f: h5py.File, candidates: tuple[str, ...]) -> list[str] | None:
 
 
 def _read_10x_h5(group: h5py.Group, path: Path) -> AnnData:
+    n_cells, n_genes = tenx_shape(group, path)
+    # 10x stores genes x cells in CSC, which is the same arrays as cells x genes in CSR
+    source = f"{path}: matrix"
+    check_real(group["data"], source)
+    check_compressed(
+        group["indptr"], group["indices"], len(group["data"]), (n_cells, n_genes), source, "cells"
+    )
+    X = sp.csr_matrix(
+        (group["data"][()].astype(np.float32), group["indices"][()], group["indptr"][()]),
+        shape=(n_cells, n_genes),
+    )
+    return tenx_names(group, path, X)
+
+
+def read_10x_h5_backed(path: Path) -> AnnData:
+    """A 10x HDF5 file as a backed AnnData whose counts stay in the 10x file.
+
+    10x stores genes x cells in CSC, which is the same arrays as cells x genes in CSR, so
+    nothing is converted: a small ``.h5ad`` in a temporary folder (removed when Python exits)
+    holds the names, and its ``X`` links to the 10x file's arrays (HDF5 external links). The
+    counts are checked as they stream, as a backed ``.h5ad``'s are.
+    """
+    with h5py.File(path, "r") as f:
+        n_cells, n_genes = tenx_shape(f["matrix"], path)
+        names = tenx_names(f["matrix"], path, sp.csr_matrix((n_cells, n_genes), dtype=np.float32))
+    folder = Path(tempfile.mkdtemp(prefix="vaekit-10x-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    shim = folder / f"{path.stem}.h5ad"
+    names.write_h5ad(shim)
+    with h5py.File(shim, "r+") as f:
+        for key in ("data", "indices", "indptr"):
+            del f["X"][key]
+            f["X"][key] = h5py.ExternalLink(str(path.resolve()), f"/matrix/{key}")
+    adata = backed_files.read_h5ad(shim)
+    adata.uns["vaekit"] = {**adata.uns["vaekit"], "source": str(path)}
+    return adata
+
+
+def tenx_shape(group: h5py.Group, path: Path) -> tuple[int, int]:
+    """(cells, genes) of a 10x HDF5 file's ``matrix`` group, once its parts are checked."""
     need = ("data", "indices", "indptr", "shape", "barcodes", "features/id", "features/name")
     missing = [k for k in need if k not in group]
     if missing:
@@ -179,16 +223,11 @@ def _read_10x_h5(group: h5py.Group, path: Path) -> AnnData:
     if shape.shape != (2,) or shape.dtype.kind not in "iu" or shape.min() < 0:
         raise ValueError(f"{path}: matrix/shape is {shape.tolist()}, not (genes, cells)")
     n_genes, n_cells = (int(v) for v in shape)
-    # 10x stores genes x cells in CSC, which is the same arrays as cells x genes in CSR
-    source = f"{path}: matrix"
-    check_real(group["data"], source)
-    check_compressed(
-        group["indptr"], group["indices"], len(group["data"]), (n_cells, n_genes), source, "cells"
-    )
-    X = sp.csr_matrix(
-        (group["data"][()].astype(np.float32), group["indices"][()], group["indptr"][()]),
-        shape=(n_cells, n_genes),
-    )
+    return n_cells, n_genes
+
+
+def tenx_names(group: h5py.Group, path: Path, X: sp.spmatrix) -> AnnData:
+    """An AnnData of X with the barcodes and features of a 10x HDF5 file's ``matrix``."""
     types = _text(group, "features/feature_type") if "features/feature_type" in group else None
     return tenx_adata(
         X,
