@@ -39,3 +39,19 @@ def _cgroup_room(folder: str = "/sys/fs/cgroup") -> int | None:
         return max(int(limit) - int(Path(folder, "memory.current").read_text()), 0)
     except (OSError, ValueError):
         return None
+
+
+def release_freed_memory() -> None:
+    """Hand the heap pages that freed objects left behind back to the system (glibc's
+    ``malloc_trim``), so that resident memory falls after a large temporary is freed; does
+    nothing where the C library is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        trim = None
+    if trim is not None:
+        trim(0)

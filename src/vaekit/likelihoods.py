@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.distributions import (
     Bernoulli,
     ContinuousBernoulli,
@@ -298,20 +299,68 @@ class MeanDispersionNB(NegativeBinomial):
     def log_prob_by(self, value: torch.Tensor, sparse: bool) -> torch.Tensor:
         """``log_prob``, with the lgamma terms for the non-zero entries only (``sparse``) or
         for all."""
-        if value.shape != self.log_mean.shape:  # broadcasting: torch's general formula
-            return super().log_prob(value)
-        log_sum = torch.logaddexp(self.log_theta, self.log_mean)  # log(theta + mu)
-        theta = self.total_count
-        out = theta * (self.log_theta - log_sum) + value * (self.log_mean - log_sum)
-        if not sparse:
-            return out + (
-                torch.lgamma(value + theta) - torch.lgamma(self.log_theta.exp())
-                - torch.lgamma(value + 1)
-            )
-        where = (value > 0).nonzero(as_tuple=True)
-        x, th = value[where], theta[where]
-        terms = torch.lgamma(x + th) - torch.lgamma(th) - torch.lgamma(x + 1)
-        return out.index_put(where, terms, accumulate=True)
+        if value.shape != self.log_mean.shape or value.requires_grad:
+            return super().log_prob(value)  # broadcasting, or a gradient for x: torch's
+        return _NBLogProb.apply(value, self.log_mean, self.log_theta, sparse)
+
+
+class _NBLogProb(torch.autograd.Function):
+    """log NB(x | mu = exp(m), theta = exp(t)) with its gradients in closed form.
+
+    Autograd through the formula keeps about ten (batch x features) intermediates alive for
+    the backward pass, the largest memory of a training step on counts; this keeps x, m and t
+    and recomputes the rest. With p = mu / (theta + mu) and s = log(theta + mu):
+    d/dm = x - (x + theta) p; d/dt = theta (t - s + 1) - (x + theta)(1 - p)
+    + theta (digamma(x + theta) - digamma(theta)), the last term 0 at x = 0.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, m: torch.Tensor, t: torch.Tensor, sparse: bool):
+        ctx.save_for_backward(x, m, t)
+        ctx.sparse = sparse
+        theta = t.exp()
+        s = torch.logaddexp(t, m)
+        out = (m - s).mul_(x)
+        out.add_(s.neg_().add_(t).mul_(theta))  # + theta (t - s)
+        del s
+        return _plus_lgamma_terms(out, x, theta, sparse, _lgamma_terms)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        # In-place steps, in an order that keeps at most five (batch x features) tensors.
+        x, m, t = ctx.saved_tensors
+        theta = t.exp()
+        p = torch.sigmoid(m - t)
+        x_theta = x + theta
+        grad_t = None
+        if ctx.needs_input_grad[2]:
+            per_entry = torch.logaddexp(t, m).neg_().add_(t).add_(1.0).mul_(theta)
+            per_entry.sub_(torch.sub(1.0, p).mul_(x_theta))
+            per_entry = _plus_lgamma_terms(per_entry, x, theta, ctx.sparse, _digamma_terms)
+            grad_t = per_entry.mul_(grad).sum_to_size(t.shape)
+            del per_entry
+        grad_m = None
+        if ctx.needs_input_grad[1]:
+            grad_m = x_theta.mul_(p).neg_().add_(x).mul_(grad)  # (x - (x + theta) p) grad
+        return None, grad_m, grad_t, None
+
+
+def _plus_lgamma_terms(out, x, theta, sparse: bool, terms) -> torch.Tensor:
+    """out + terms(x, theta) where x > 0 only (``sparse``: the terms are 0 at x = 0), or
+    everywhere, with the terms of theta alone once per feature."""
+    if not sparse:
+        return out.add_(terms(x, theta))
+    where = (x > 0).nonzero(as_tuple=True)
+    return out.index_put_(where, terms(x[where], theta.expand_as(x)[where]), accumulate=True)
+
+
+def _lgamma_terms(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    return (torch.lgamma(x + theta) - torch.lgamma(x + 1)).sub_(torch.lgamma(theta))
+
+
+def _digamma_terms(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    return torch.digamma(x + theta).sub_(torch.digamma(theta)).mul_(theta)
 
 
 def _negative_binomial(log_mean: torch.Tensor, log_theta: torch.Tensor) -> NegativeBinomial:

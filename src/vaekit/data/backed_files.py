@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from vaekit._memory import release_freed_memory
 from vaekit.atomic import atomic_file
 from vaekit.data.backed import BackedMatrix, row_sums_of
 from vaekit.likelihoods import Support
@@ -51,9 +52,21 @@ def read_h5ad(path: Path, layer: str | None = None) -> anndata.AnnData:
     except BaseException:
         adata.file.close()
         raise
+    _slim_names(adata)
     vaekit = {**adata.uns.get("vaekit", {}), "source": str(path), "backed": True}
     adata.uns["vaekit"] = vaekit if layer is None else {**vaekit, "layer": layer}
     return adata
+
+
+def _slim_names(adata: anndata.AnnData) -> None:
+    """Hold a backed file's sample names as Arrow strings: about 20 bytes a name, where
+    Python strings and their hash table take about 170, the largest cost of backed data that
+    grows with the cells (0.15 GB a million). Written files get them back as plain strings."""
+    index = adata.obs.index
+    adata.obs.index = pd.Index(pd.array(index.to_numpy(), dtype="string[pyarrow]"),
+                               name=index.name)
+    del index
+    release_freed_memory()
 
 
 def in_memory_bytes(path: str | os.PathLike, layer: str | None = None) -> int | None:
@@ -86,7 +99,8 @@ def write_h5ad(adata: anndata.AnnData, path: str | os.PathLike) -> Path:
         shutil.copyfile(adata.filename, tmp)
         with h5py.File(tmp, "r+") as f:
             _copy_linked(f)
-            for key, value in (("obs", adata.obs), ("obsm", dict(adata.obsm))):
+            obs = adata.obs.set_axis(adata.obs.index.astype(object), axis=0)
+            for key, value in (("obs", obs), ("obsm", dict(adata.obsm))):
                 if key in f:
                     del f[key]
                 _write_elem(f, key, value)
