@@ -279,3 +279,22 @@ def test_the_module_refuses_a_regulariser_with_the_importance_weighted_bound():
 def test_every_objective_names_settings_of_the_table():
     for objective in OBJECTIVES.values():
         assert set(objective.required) <= set(objective.settings) <= set(NEUTRAL)
+
+
+def test_a_checkpoint_written_before_the_objectives_resumes(tmp_path):
+    """A checkpoint whose run identity lacks the objectives' settings trained at their
+    defaults: resuming it with those defaults is the same run."""
+    settings = {**SMALL, "checkpoint_dir": tmp_path / "c"}
+    vaekit.VAE(**{**settings, "epochs": 2}).fit(binary_rows(100))
+    states = sorted((tmp_path / "c").glob("*/state.json"))
+    assert states
+    for path in states:
+        meta = json.loads(path.read_text())
+        for key in NEUTRAL:
+            del meta["identity"]["settings"][key]
+        path.write_text(json.dumps(meta))
+    resumed = vaekit.VAE(**{**settings, "epochs": 3}).fit(binary_rows(100), resume=True)
+    assert len(resumed.history_) == 3 and resumed.resumes_
+    with pytest.raises(ValueError, match="objective 'elbo' \\(checkpoint\\) vs 'tcvae'"):
+        vaekit.VAE(**{**settings, "epochs": 4, "objective": "tcvae"}).fit(
+            binary_rows(100), resume=True)
