@@ -230,7 +230,9 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         The features the decoder models (after feature selection).
     history_ : pandas.DataFrame
         Per epoch: train_/val_ loss, reconstruction and KL, kl_weight, lr, seconds, active_units
-        and the KL of each latent feature (kl_z0, ...).
+        and the KL of each latent feature (kl_z0, ...); with ``objective="tcvae"`` also
+        train_mutual_info, train_total_correlation and train_dimension_kl (nats per sample),
+        with ``objective="capacity"`` the epoch's target ``capacity`` (nats).
     best_epoch_ : int
     n_features_in_ : int
     feature_names_in_ : ndarray of str

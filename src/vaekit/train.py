@@ -259,7 +259,10 @@ def train(
         ``history`` holds, per epoch: train_/val_ loss, reconstruction and kl, kl_weight,
         seconds, ``active_units`` and the KL of each latent feature ``kl_z0``... (measured on
         the validation rows, else on up to 10,000 training rows), ``lr`` and ``rollbacks``
-        (divergences so far). The monitored quantity, ``val_loss``, is measured at the full
+        (divergences so far); ``train_<term>`` for each term of ``config.objective``
+        (:data:`vaekit.objectives.OBJECTIVES`) and its schedule (``capacity``). The training
+        loss is the objective's; the monitored quantity, ``val_loss``, the negative ELBO
+        (not the objective's loss), measured at the full
         KL weight ``beta``, so that it does not move with the warm-up; patience
         (``patience`` for stopping, ``lr_patience`` for halving the learning rate) only
         counts once the warm-up is over. Training also ends after ``max_minutes`` of this
