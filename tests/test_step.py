@@ -56,11 +56,17 @@ def host_reads_while_training(n: int, monkeypatch, likelihood: str, extra: dict)
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian", "nb", "zinb"])
-@pytest.mark.parametrize("extra", [{}, {"iw_samples": 3, "grad_clip": 1.0, "loadings_l1": 0.1}])
+@pytest.mark.parametrize("extra", [
+    {},
+    {"iw_samples": 3, "grad_clip": 1.0, "loadings_l1": 0.1},
+    {"objective": "tcvae", "tc_weight": 6.0, "tc_estimator": "mss"},
+    {"objective": "capacity", "capacity_max": 5.0},
+])
 def test_the_step_reads_nothing_back_from_the_device(monkeypatch, likelihood, extra):
     """The host reads tensor values a fixed number of times per epoch (the NaN check, the
     record), never per step: 4 times as many steps, the same number of reads (with
-    conditions, labels, the IWAE bound, gradient clipping and the L1 penalty)."""
+    conditions, labels, the IWAE bound, gradient clipping and the L1 penalty, and with the
+    beta-TC-VAE and capacity objectives)."""
     few = host_reads_while_training(128, monkeypatch, likelihood, extra)  # 8 steps per epoch
     many = host_reads_while_training(512, monkeypatch, likelihood, extra)  # 32 per epoch
     assert few == many
@@ -174,6 +180,21 @@ def test_graph_replay_trains_exactly_as_the_eager_step(monkeypatch):
     assert recorder.captures == 3
     assert recorder.warmups == 3 * train_module.GRAPH_WARMUP
     assert recorder.replays == 3 * (5 - train_module.GRAPH_WARMUP)
+
+
+@pytest.mark.parametrize("objective", [
+    {"objective": "tcvae", "tc_weight": 6.0}, {"objective": "capacity", "capacity_max": 5.0}
+])
+def test_graph_replay_trains_the_objectives_as_the_eager_step(monkeypatch, objective):
+    """The objective's loss is computed inside the step, so the replayed graph holds it too:
+    weights and history (with the objective's terms) bit for bit those of eager training."""
+    eager, eager_history = trained_weights(False, None, monkeypatch, **objective)
+    graphed, graphed_history = trained_weights(True, EagerRecorder(), monkeypatch, **objective)
+    assert all(torch.equal(eager[k], graphed[k]) for k in eager)
+    timeless = [[{k: v for k, v in r.items() if k != "seconds"} for r in h]
+                for h in (eager_history, graphed_history)]
+    assert timeless[0] == timeless[1]
+    assert {"train_total_correlation", "capacity"} & set(eager_history[0])
 
 
 def test_a_step_that_cannot_be_captured_trains_eagerly_with_a_warning(monkeypatch):

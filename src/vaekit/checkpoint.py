@@ -32,6 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from vaekit.atomic import atomic_dir
+from vaekit.options import NEUTRAL
 
 FORMAT = 1
 STATE_FILE = "state.json"
@@ -309,6 +310,8 @@ class Checkpoints:
     def check(self, snap: Snapshot, path: Path) -> None:
         """Raise ValueError naming what differs between ``snap``'s run and this one."""
         saved, now = snap.meta.get("identity", {}), self.identity
+        # settings added since the checkpoint was written: it trained at their defaults
+        saved = {**saved, "settings": {**NEUTRAL, **saved.get("settings", {})}}
         problems = []
         if saved.get("data") != now["data"]:
             diff = _differences(saved.get("data", {}), now["data"])

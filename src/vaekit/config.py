@@ -217,6 +217,14 @@ class TrainConfig:
     weight_decay: float = 0.0
     beta: float = 1.0
     kl_warmup: int = 0
+    objective: str = "elbo"
+    mi_weight: float = 1.0
+    tc_weight: float = 1.0
+    dimension_kl_weight: float = 1.0
+    tc_estimator: str = "mws"
+    capacity_max: float | None = None
+    capacity_epochs: int | None = None
+    capacity_weight: float = 1000.0
     validation_fraction: float = 0.1
     early_stopping: bool = True
     patience: int = 10

@@ -95,6 +95,33 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         Epochs over which the KL weight rises linearly from 0 to ``beta``.
     epochs, batch_size, lr, weight_decay : [100, 128, 1e-3, 0.0]
         Adam training settings.
+    objective : str ["elbo"]
+        What the loss asks of q(z | x) (:data:`vaekit.objectives.OBJECTIVES`): ``"elbo"``,
+        reconstruction + beta * KL (beta-VAE, Higgins et al. 2017); ``"tcvae"``, the KL split
+        into index-code mutual information, total correlation and dimension-wise KL, weighted
+        by ``mi_weight``, ``tc_weight`` and ``dimension_kl_weight`` (beta-TC-VAE, Chen et al.
+        2018; ``tc_weight=6`` is their choice); ``"capacity"``, reconstruction +
+        ``capacity_weight`` * |KL - C| with C rising linearly from 0 to ``capacity_max`` nats
+        over ``capacity_epochs`` (Burgess et al. 2018). ``beta`` and its warm-up multiply the
+        whole KL part of each; ``history_`` has each term per epoch (``train_mutual_info``,
+        ``train_total_correlation``, ``train_dimension_kl``; ``capacity``, C). The validation
+        loss stays the beta-weighted negative ELBO.
+    mi_weight, tc_weight, dimension_kl_weight : [1.0, 1.0, 1.0]
+        ``objective="tcvae"``: the weights of its three terms (alpha, beta, gamma in Chen et
+        al. 2018); 1, 1, 1 is the ELBO, with the KL estimated from one draw of z.
+    tc_estimator : str ["mws"]
+        ``objective="tcvae"``: how q(z) is estimated from the minibatch, ``"mws"``
+        (minibatch-weighted sampling) or ``"mss"`` (stratified: unbiased, as it knows the
+        data set's size). Each step compares every sample's z with every posterior of the
+        batch: batch_size^2 * n_latent values.
+    capacity_max : float [None]
+        ``objective="capacity"``: the KL, in nats, that C reaches (Burgess et al. used 25 on
+        dSprites); required by that objective.
+    capacity_epochs : int [None]
+        ``objective="capacity"``: the epochs over which C rises; None: C reaches
+        ``capacity_max`` in the last epoch.
+    capacity_weight : float [1000.0]
+        ``objective="capacity"``: gamma, the weight of |KL - C| (Burgess et al.'s 1000).
     preset : str, optional
         Named settings, e.g. ``"tybalt"`` (see :mod:`vaekit.presets`).
     preprocess : sequence of steps [()]
@@ -203,7 +230,9 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         The features the decoder models (after feature selection).
     history_ : pandas.DataFrame
         Per epoch: train_/val_ loss, reconstruction and KL, kl_weight, lr, seconds, active_units
-        and the KL of each latent feature (kl_z0, ...).
+        and the KL of each latent feature (kl_z0, ...); with ``objective="tcvae"`` also
+        train_mutual_info, train_total_correlation and train_dimension_kl (nats per sample),
+        with ``objective="capacity"`` the epoch's target ``capacity`` (nats).
     best_epoch_ : int
     n_features_in_ : int
     feature_names_in_ : ndarray of str
@@ -239,6 +268,14 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         batch_size: int | None = None,
         lr: float | None = None,
         *,
+        objective: str | None = None,
+        mi_weight: float | None = None,
+        tc_weight: float | None = None,
+        dimension_kl_weight: float | None = None,
+        tc_estimator: str | None = None,
+        capacity_max: float | None = None,
+        capacity_epochs: int | None = None,
+        capacity_weight: float | None = None,
         preset: str | None = None,
         preprocess: Sequence | None = None,
         weight_decay: float | None = None,
@@ -280,6 +317,14 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
+        self.objective = objective
+        self.mi_weight = mi_weight
+        self.tc_weight = tc_weight
+        self.dimension_kl_weight = dimension_kl_weight
+        self.tc_estimator = tc_estimator
+        self.capacity_max = capacity_max
+        self.capacity_epochs = capacity_epochs
+        self.capacity_weight = capacity_weight
         self.preset = preset
         self.preprocess = preprocess
         self.weight_decay = weight_decay

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,7 @@ from vaekit.config import ModelConfig
 from vaekit.likelihoods import Likelihood, full_precision, get_likelihood
 from vaekit.nn import get_architecture
 from vaekit.nn.mlp import with_condition
+from vaekit.objectives import Regulariser
 
 # Bytes of one parameter (float32), and the copies of the weights that exist at once when a
 # module is built: its own, and the file's being loaded or the gradients of training.
@@ -57,6 +58,11 @@ class LossOutput:
         The weight the KL term had in ``loss`` (beta times the warm-up factor).
     posterior : Normal or None
         q(z | x) of the batch, for diagnostics that need more than its KL.
+    classification : Tensor or None
+        (B,) cross-entropy of the label classifier, 0 without a label.
+    terms : dict of str to Tensor
+        (B,) the terms an objective other than the ELBO estimated (the parts of the KL of
+        beta-TC-VAE, see :mod:`vaekit.objectives`), by name.
     """
 
     loss: torch.Tensor
@@ -64,7 +70,8 @@ class LossOutput:
     kl: torch.Tensor
     kl_weight: float
     posterior: Normal | None = None
-    classification: torch.Tensor | None = None  # (B,) cross-entropy, 0 without a label
+    classification: torch.Tensor | None = None
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def elbo(self) -> torch.Tensor:
@@ -283,18 +290,27 @@ class VAEModule(nn.Module):
         iw_samples: int = 1,
         labels: torch.Tensor | None = None,
         label_weight: float = 0.0,
+        regulariser: Regulariser | None = None,
     ) -> LossOutput:
         """The negative ELBO, reconstruction + kl_weight * KL, averaged over the batch; with
         ``iw_samples`` = k > 1, the negative importance-weighted bound of Burda et al. (2016)
         instead (``reconstruction`` is then the mean over the k draws). With ``labels`` ((B,)
         int64 class indices, -1 for a sample without one), ``label_weight`` times the
         classifier's mean cross-entropy over the labelled samples is added (scANVI's
-        classification loss, Xu et al. 2021)."""
+        classification loss, Xu et al. 2021). A ``regulariser`` (another objective: see
+        :mod:`vaekit.objectives`) makes the loss from the reconstruction error and q(z | x)
+        in place of the ELBO's sum; ``kl_weight`` is then only recorded."""
         batch = self.batch(x, c)  # once per step: the mask is used three times
         if iw_samples > 1:
+            if regulariser is not None:
+                raise ValueError(
+                    f"{type(regulariser).__name__} estimates its terms from one draw of z per "
+                    f"sample; it cannot train on the importance-weighted bound (iw_samples="
+                    f"{iw_samples}): set iw_samples=1"
+                )
             out = self._iw_loss(batch, kl_weight, generator, iw_samples)
         else:
-            out = self._elbo_loss(batch, kl_weight, generator)
+            out = self._elbo_loss(batch, kl_weight, generator, regulariser)
         return out if labels is None else self._with_labels(out, labels, label_weight)
 
     def _with_labels(self, out: LossOutput, labels: torch.Tensor, weight: float) -> LossOutput:
@@ -306,15 +322,22 @@ class VAEModule(nn.Module):
         return out
 
     def _elbo_loss(
-        self, batch: Batch, kl_weight: float, generator: torch.Generator | None
+        self,
+        batch: Batch,
+        kl_weight: float,
+        generator: torch.Generator | None,
+        regulariser: Regulariser | None = None,
     ) -> LossOutput:
         qz = self.encode(batch.x, batch.condition, self._hide(batch.observed))
         z = self.reparameterize(qz, generator)
         px = self.decode(z, batch.condition, batch.library)
         reconstruction = -self.log_px(px, batch.x, batch.observed)
         kl = prior_kl(qz)
-        loss = (reconstruction + kl_weight * kl).mean()
-        return LossOutput(loss, reconstruction, kl, kl_weight, qz)
+        if regulariser is None:
+            loss = (reconstruction + kl_weight * kl).mean()
+            return LossOutput(loss, reconstruction, kl, kl_weight, qz)
+        loss, terms = regulariser(reconstruction, qz, z, kl)
+        return LossOutput(loss, reconstruction, kl, kl_weight, qz, terms=terms)
 
     def _iw_loss(
         self, batch: Batch, kl_weight: float, generator: torch.Generator | None, k: int

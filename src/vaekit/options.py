@@ -266,6 +266,9 @@ class Setting:
     resumable : bool
         Whether it may change when training resumes from a checkpoint (it changes how long
         or where training goes on, not the model); the others must stay as they were.
+    neutral : bool
+        Whether its default is what models saved before the setting existed did: a model
+        loaded from such a folder reads the default (:data:`NEUTRAL`).
     """
 
     name: str
@@ -277,6 +280,7 @@ class Setting:
     resolved: bool = True
     cli: bool = True
     resumable: bool = False
+    neutral: bool = False
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -296,6 +300,8 @@ _LIKELIHOODS = _registry("vaekit.likelihoods", "LIKELIHOODS")
 _ARCHITECTURES = _registry("vaekit.nn", "ARCHITECTURES")
 _ACTIVATIONS = _registry("vaekit.nn", "ACTIVATIONS")
 _PRESETS = _registry("vaekit.presets", "PRESETS")
+_OBJECTIVES = _registry("vaekit.objectives", "OBJECTIVES")
+_TC_ESTIMATORS = _registry("vaekit.objectives", "TC_ESTIMATORS")
 _NONNEGATIVE, _POSITIVE, _SHARE = Number(0), Number(0, above=True), Number(0, 1)
 
 # In the order of VAE.__init__'s keywords.
@@ -311,6 +317,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("epochs", 100, Integer(1), "Most epochs to train.", "train", resumable=True),
     Setting("batch_size", 128, Integer(1), "Samples per minibatch.", "train"),
     Setting("lr", 1e-3, _POSITIVE, "Adam learning rate.", "train"),
+    Setting("objective", "elbo", Choice(_OBJECTIVES, unknown=True),
+            "elbo (beta-VAE), tcvae (beta-TC-VAE) or capacity (annealed KL capacity).", "train",
+            neutral=True),
+    Setting("mi_weight", 1.0, _NONNEGATIVE,
+            "tcvae: weight of the index-code mutual information (alpha).", "train", neutral=True),
+    Setting("tc_weight", 1.0, _NONNEGATIVE,
+            "tcvae: weight of the total correlation (Chen et al.'s beta, e.g. 6).", "train",
+            neutral=True),
+    Setting("dimension_kl_weight", 1.0, _NONNEGATIVE,
+            "tcvae: weight of the dimension-wise KL (gamma).", "train", neutral=True),
+    Setting("tc_estimator", "mws", Choice(_TC_ESTIMATORS, unknown=True),
+            "tcvae: q(z) from the minibatch, mws (weighted) or mss (stratified).", "train",
+            neutral=True),
+    Setting("capacity_max", None, OrNone(_POSITIVE),
+            "capacity: the KL target C reached at the end, in nats (e.g. 25).", "train",
+            neutral=True),
+    Setting("capacity_epochs", None, OrNone(Integer(1)),
+            "capacity: epochs over which C rises from 0 (default: all).", "train",
+            neutral=True),
+    Setting("capacity_weight", 1000.0, _POSITIVE, "capacity: weight gamma of |KL - C|.",
+            "train", neutral=True),
     Setting("preset", None, OrNone(Choice(_PRESETS)), "Named settings the others override.",
             "estimator", resolved=False),
     Setting("preprocess", (), Text(),
@@ -389,6 +416,8 @@ DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS if s.resolved}
 
 
 RESUMABLE: tuple[str, ...] = tuple(s.name for s in SETTINGS if s.resumable)
+# Settings added after models were first saved, whose defaults describe those models.
+NEUTRAL: dict[str, Any] = {s.name: s.default for s in SETTINGS if s.neutral}
 
 
 def feeding(config: str) -> tuple[str, ...]:
@@ -404,6 +433,34 @@ def check_settings(s: dict[str, Any]) -> None:
         raise ValueError(
             "mask_rate must be a number in [0, 1), and above 0 only with missing='mask'; "
             f"got {s['mask_rate']!r} with missing={s['missing']!r}"
+        )
+    check_objective(s)
+
+
+def check_objective(s: dict[str, Any]) -> None:
+    """Raise ValueError when the objective's settings do not fit together: one it needs is
+    not given, another objective's setting is set (it would be ignored), or the objective
+    cannot train on the importance-weighted bound that ``iw_samples`` asks for."""
+    objectives = _OBJECTIVES()
+    name, chosen = s["objective"], objectives[s["objective"]]
+    for needed in chosen.required:
+        if s[needed] is None:
+            raise ValueError(
+                f"objective={name!r} needs {needed} to be set "
+                f"({BY_NAME[needed].help.rstrip('.')}); got None"
+            )
+    for other, objective in objectives.items():
+        for key in set(objective.settings) - set(chosen.settings):
+            if s[key] != DEFAULTS[key]:
+                raise ValueError(
+                    f"{key}={s[key]!r} is read only by objective={other!r}, but objective is "
+                    f"{name!r}: set objective={other!r}, or leave {key} at {DEFAULTS[key]!r}"
+                )
+    if s["iw_samples"] > 1 and not chosen.importance_weighted:
+        raise ValueError(
+            f"objective={name!r} estimates its terms from one draw per sample; it cannot "
+            f"train on the importance-weighted bound (iw_samples={s['iw_samples']}): set "
+            "iw_samples=1, or objective='elbo'"
         )
 
 

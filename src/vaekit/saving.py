@@ -29,6 +29,7 @@ from vaekit.calibration import Calibration
 from vaekit.covariates import CovariateEncoder
 from vaekit.data.preprocess import Preprocessor
 from vaekit.model import VAEModule, check_values
+from vaekit.options import NEUTRAL
 
 PREPROCESS_PREFIX = "preprocess."
 
@@ -91,7 +92,8 @@ def read(cls: type, path: str | os.PathLike) -> Any:
     check_values(weights, f"{path}/{persist.WEIGHTS_FILE}")
     module.load_state_dict(weights)
     model.module_ = module.to(torch.device(model.device)).eval()
-    model.settings_ = _tuples(config["settings"])
+    # Settings added later read their defaults, which describe the models saved before.
+    model.settings_ = {**NEUTRAL, **_tuples(config["settings"])}
     model.preprocessor_ = schema.check_preprocessor(config, pre_state, str(path))
     model.features_ = list(config["features"])
     model.n_features_in_ = int(config["n_features_in"])

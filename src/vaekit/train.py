@@ -21,6 +21,7 @@ from vaekit.config import TrainConfig
 from vaekit.data import DenseRows
 from vaekit.distributed import World, data_parallel, world
 from vaekit.model import LossOutput, VAEModule
+from vaekit.objectives import OBJECTIVES, Regulariser, regulariser
 
 
 class Rows(Protocol):
@@ -258,7 +259,10 @@ def train(
         ``history`` holds, per epoch: train_/val_ loss, reconstruction and kl, kl_weight,
         seconds, ``active_units`` and the KL of each latent feature ``kl_z0``... (measured on
         the validation rows, else on up to 10,000 training rows), ``lr`` and ``rollbacks``
-        (divergences so far). The monitored quantity, ``val_loss``, is measured at the full
+        (divergences so far); ``train_<term>`` for each term of ``config.objective``
+        (:data:`vaekit.objectives.OBJECTIVES`) and its schedule (``capacity``). The training
+        loss is the objective's; the monitored quantity, ``val_loss``, the negative ELBO
+        (not the objective's loss), measured at the full
         KL weight ``beta``, so that it does not move with the warm-up; patience
         (``patience`` for stopping, ``lr_patience`` for halving the learning rate) only
         counts once the warm-up is over. Training also ends after ``max_minutes`` of this
@@ -280,7 +284,8 @@ def train(
     own = w.shard(train_idx), w.part(val_idx)  # this rank's rows (all of them in one process)
     writer = checkpoints if w.main else None  # rank 0 alone writes
     plateau = _plateau(opt, config) if len(val_idx) else None
-    loop, result = LoopState(sums=_zeros(module)), TrainResult()
+    terms = OBJECTIVES[config.objective].terms
+    loop, result = LoopState(sums=_zeros(module, terms)), TrainResult()
     result.validation_rows = val_idx.sort().values
     if resume:
         loop = _resume(checkpoints, module, opt, plateau, gen, result) or loop
@@ -296,7 +301,10 @@ def train(
             else:  # resumed mid-epoch: the same shuffle again
                 gen.set_state(loop.epoch_generator)
             weight = config.kl_weight(loop.epoch)
-            step = _Step(module, data, cov, opt, config, weight, labels, objective, w)
+            # The objective's loss for this epoch; the rows of the whole training set are
+            # the N of beta-TC-VAE's estimate of q(z).
+            reg = regulariser(config, weight, loop.epoch, len(train_idx))
+            step = _Step(module, data, cov, opt, config, weight, labels, objective, w, reg, terms)
             fitted = _fit_epoch(step, own[0], gen, loop, stop, writer, plateau, graphs)
             record = fitted and _validate(step, own[1], own[0], fitted)
             if record is None:  # NaN or inf: back to the last good state, half the rate
@@ -308,6 +316,7 @@ def train(
                 lr=opt.param_groups[0]["lr"],
                 rollbacks=loop.rollbacks,
                 seconds=time.perf_counter() - tic,
+                **({} if reg is None else reg.record),
             )
             _end_epoch(loop, record, module, plateau, config, stopping)
             if callback is not None and w.main:
@@ -503,6 +512,8 @@ class _Step:
     labels: torch.Tensor | None = None
     objective: Callable[..., LossOutput] | None = None  # module.loss, or DDP's wrapper of it
     world: World = field(default_factory=World)
+    regulariser: Regulariser | None = None  # the objective's loss; None: the ELBO
+    terms: tuple[str, ...] = ()  # the objective's terms, summed after the loss's three
 
     def __call__(self, idx: torch.Tensor) -> torch.Tensor:
         """Take one step on the rows ``idx``; return the (3,) float64 loss sums."""
@@ -512,6 +523,8 @@ class _Step:
         supervised = {} if self.labels is None else {
             "labels": _rows(self.labels, idx), "label_weight": config.classification_weight
         }
+        if self.regulariser is not None:
+            supervised["regulariser"] = self.regulariser
         with _autocast(config.precision, idx.device):
             out = (self.objective or module.loss)(
                 self.data.take(idx), _rows(self.cov, idx), self.kl_weight,
@@ -528,7 +541,7 @@ class _Step:
             params = [p for p in module.parameters() if p.requires_grad]
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         self.opt.step()
-        return _sums(out)
+        return _sums(out, self.terms)
 
 
 def _autocast(precision: str, device: torch.device) -> AbstractContextManager:
@@ -629,8 +642,9 @@ def _fit_epoch(
     total = step.world.sum(torch.cat([loop.sums, count]))
     if not torch.isfinite(total).all():
         return None
-    loss, rec, kl = (total[:3] / total[3]).tolist()
-    return {"train_loss": loss, "train_reconstruction": rec, "train_kl": kl}
+    names = ("loss", "reconstruction", "kl", *step.terms)
+    means = (total[:-1] / total[-1]).tolist()
+    return {f"train_{name}": v for name, v in zip(names, means, strict=True)}
 
 
 def _interrupted(
@@ -663,10 +677,12 @@ def _interrupted(
 
 
 @torch.no_grad()
-def _sums(out: LossOutput) -> torch.Tensor:
-    """(3,) float64 batch sums of loss, reconstruction and KL."""
+def _sums(out: LossOutput, terms: tuple[str, ...] = ()) -> torch.Tensor:
+    """(3 + len(terms),) float64 batch sums of loss, reconstruction, KL and the objective's
+    ``terms``."""
     n = len(out.reconstruction)
-    return torch.stack([out.loss * n, out.reconstruction.sum(), out.kl.sum()]).double()
+    parts = [out.loss * n, out.reconstruction.sum(), out.kl.sum()]
+    return torch.stack([*parts, *(out.terms[t].sum() for t in terms)]).double()
 
 
 def _plateau(
@@ -720,8 +736,8 @@ def stop_signals() -> Iterator[StopSignal]:
 _RECORDER: Any = None  # None: CUDA graphs; tests put an eager stand-in here
 
 
-def _zeros(module: torch.nn.Module) -> torch.Tensor:
-    return torch.zeros(3, dtype=torch.float64, device=_device(module))
+def _zeros(module: torch.nn.Module, terms: tuple[str, ...] = ()) -> torch.Tensor:
+    return torch.zeros(3 + len(terms), dtype=torch.float64, device=_device(module))
 
 
 def _total(w: World, n: int, device: torch.device) -> int:
