@@ -26,6 +26,7 @@ from torch.distributions import (
     Poisson,
     constraints,
 )
+from torch.distributions.utils import lazy_property
 from torch.special import xlogy
 
 LIKELIHOODS: dict[str, type[Likelihood]] = {}
@@ -288,10 +289,19 @@ class MeanDispersionNB(NegativeBinomial):
     """
 
     def __init__(self, log_mean: torch.Tensor, log_theta: torch.Tensor) -> None:
-        super().__init__(
-            total_count=log_theta.exp(), logits=log_mean - log_theta, validate_args=False
-        )
+        # torch's __init__ would compute the (batch x features) logits now and keep them for
+        # the whole step; the log-probability does not need them, so they are made on demand.
         self.log_mean, self.log_theta = log_mean, log_theta
+        self.total_count = log_theta.exp().expand_as(log_mean)
+        Distribution.__init__(self, batch_shape=log_mean.shape, validate_args=False)
+
+    @lazy_property
+    def logits(self) -> torch.Tensor:
+        return self.log_mean - self.log_theta
+
+    @property
+    def _param(self) -> torch.Tensor:
+        return self.logits
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         return self.log_prob_by(value, sparse=value.device.type == "cpu")
