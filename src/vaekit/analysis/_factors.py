@@ -62,7 +62,7 @@ def check_factors(factors: Any, n: int, discrete: Any = None) -> Factors:
     names = [str(c) for c in table.columns]
     values = np.column_stack([_numeric(table[c], str(c)) for c in table.columns])
     flags = _discrete_flags(values, names, discrete)
-    labels, bins = zip(*(_labels(values[:, j], flags[j]) for j in range(len(names))))
+    labels, bins = zip(*(_labels(values[:, j], flags[j]) for j in range(len(names))), strict=True)
     return Factors(names, values, np.column_stack(labels), flags, list(bins))
 
 
@@ -74,7 +74,9 @@ def _table(factors: Any) -> pd.DataFrame:
         if array.ndim == 1:
             array = array[:, None]
         if array.ndim != 2:
-            raise ValueError(f"factors must be a table (samples x factors); got shape {array.shape}")
+            raise ValueError(
+                f"factors must be a table (samples x factors); got shape {array.shape}"
+            )
         table = pd.DataFrame(array, columns=[f"factor_{j}" for j in range(array.shape[1])])
     if table.shape[1] == 0:
         raise ValueError("factors have no columns; give at least one generative factor")

@@ -107,7 +107,9 @@ def disentanglement(
     z = check_codes(Z)
     f = check_factors(factors, len(z), discrete)
     sizes = _sizes(n_samples, len(z))
-    rngs = dict(zip(SIZES, (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5))))
+    # one independent stream per metric: each result depends on the seed alone
+    streams = np.random.SeedSequence(seed).spawn(len(SIZES))
+    rngs = {name: np.random.default_rng(s) for name, s in zip(SIZES, streams, strict=True)}
     mi, gaps, mig = _mig(z, f, rngs["mig"], sizes["mig"][0])
     importance, informativeness = _dci(z, f, rngs["dci"], sizes["dci"])
     d, c = dci_scores(importance)
@@ -192,7 +194,9 @@ def _mig(
     entropies = np.array([mutual_info_score(y, y) for y in labels.T])
     if np.any(entropies <= 0):
         name = f.names[int(np.argmin(entropies))]
-        raise ValueError(f"factor {name!r} takes one value in the {n} rows MIG drew; give more rows")
+        raise ValueError(
+            f"factor {name!r} takes one value in the {n} rows MIG drew; give more rows"
+        )
     mi = mutual_information(codes, labels)
     gaps, mig = mig_score(mi, entropies)
     return mi / entropies[:, None], gaps, mig
@@ -229,9 +233,7 @@ def _dci(
     importance, scores = [], []
     for j in range(len(f.names)):
         forest = RandomForestClassifier if f.discrete[j] else RandomForestRegressor
-        model = forest(
-            n_estimators=TREES, max_features=None, random_state=int(rng.integers(2**31))
-        )
+        model = forest(n_estimators=TREES, max_features=None, random_state=int(rng.integers(2**31)))
         target = f.labels[:, j] if f.discrete[j] else f.values[:, j]
         model.fit(z[train], target[train])
         importance.append(model.feature_importances_)
@@ -297,7 +299,9 @@ def _partners(f: Factors, j: int, anchors: np.ndarray, rng: np.random.Generator)
     return order[starts[value] + (rng.random(anchors.shape) * counts[value]).astype(np.intp)]
 
 
-def _factorvae(z: np.ndarray, f: Factors, rng: np.random.Generator, sizes: tuple[int, int]) -> float:
+def _factorvae(
+    z: np.ndarray, f: Factors, rng: np.random.Generator, sizes: tuple[int, int]
+) -> float:
     rows = rng.choice(len(z), min(VARIANCE_SAMPLES, len(z)), replace=False)
     scale = np.var(z[rows], axis=0, ddof=1)
     active = scale > 0  # a constant feature has no variance to compare
