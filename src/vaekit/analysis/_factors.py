@@ -80,6 +80,9 @@ def _table(factors: Any) -> pd.DataFrame:
         table = pd.DataFrame(array, columns=[f"factor_{j}" for j in range(array.shape[1])])
     if table.shape[1] == 0:
         raise ValueError("factors have no columns; give at least one generative factor")
+    twice = table.columns[table.columns.duplicated()]
+    if len(twice):
+        raise ValueError(f"factors name a column twice: {str(twice[0])!r}; give unique names")
     return table
 
 

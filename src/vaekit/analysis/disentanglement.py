@@ -61,7 +61,9 @@ def disentanglement(
       held-out accuracy (discrete) or R^2 clipped at 0 (continuous), averaged.
     - ``sap`` (Kumar et al. 2018): a score per feature and factor - held-out balanced linear
       SVM accuracy (discrete) or squared correlation (continuous) - and the mean over
-      factors of the gap between the top two features.
+      factors of the gap between the top two features. A one-vs-rest linear rule on one
+      code cannot isolate the middle levels of a factor with more than two, so even codes
+      equal to the factors score below 1 there (as in disentanglement_lib).
     - ``factorvae_score`` (Kim & Mnih 2018): groups of 64 samples with one factor fixed; the
       feature of least variance (scaled by its variance over all samples) votes for the
       factor; a majority-vote classifier's held-out accuracy.
