@@ -196,3 +196,14 @@ def test_deterministic_given_the_seed(factors: pd.DataFrame) -> None:
 def test_bad_inputs(z, f, kwargs, match) -> None:  # noqa: ANN001
     with pytest.raises(ValueError, match=match):
         disentanglement(z, f, **kwargs)
+
+
+def test_cli_factors_are_matched_by_sample_id(tmp_path) -> None:  # noqa: ANN001
+    from vaekit.cli.factors import read_factors
+
+    ids = pd.Index([f"s{i}" for i in range(6)])
+    table = pd.DataFrame({"sample": ids[::-1], "shape": np.arange(6)[::-1], "size": 0.5 * ids.size})
+    table.to_csv(tmp_path / "factors.tsv", sep="\t", index=False)
+    factors = read_factors(tmp_path / "factors.tsv", ids)
+    assert list(factors.index) == list(ids)
+    assert list(factors["shape"]) == list(range(6))  # reversed file, rows back in data order
