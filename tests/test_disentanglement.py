@@ -207,3 +207,39 @@ def test_cli_factors_are_matched_by_sample_id(tmp_path) -> None:  # noqa: ANN001
     factors = read_factors(tmp_path / "factors.tsv", ids)
     assert list(factors.index) == list(ids)
     assert list(factors["shape"]) == list(range(6))  # reversed file, rows back in data order
+
+
+# ----------------------------------------------------------------------------- figure, report
+def test_factor_heatmap_rows_are_factors_and_carriers_come_first(identity: dict) -> None:
+    from vaekit.plot import factor_heatmap
+
+    for matrix in ("mutual_information", "importance"):
+        ax = factor_heatmap(identity, matrix).axes[0]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["z0", "z1", "z2", "z3"]
+        assert [t.get_text().split("\n")[0] for t in ax.get_yticklabels()] == [
+            "f0",
+            "f1",
+            "f2",
+            "f3",
+        ]
+    with pytest.raises(ValueError, match="matrix must be one of"):
+        factor_heatmap(identity, "sap")
+
+
+def test_report_shows_the_factors_section_only_when_given() -> None:
+    import vaekit
+    from vaekit.report import build_report
+
+    f = grid((3, 4), repeat=20)  # 240 samples
+    rng = np.random.default_rng(0)
+    X = np.column_stack([f.to_numpy() @ rng.normal(size=(2, 6)), rng.normal(size=(len(f), 2))])
+    model = vaekit.VAE(n_latent=2, hidden=(8,), epochs=2, seed=0, verbose=False).fit(X)
+    with_factors = build_report(model, X, importance_samples=0, factors=f)
+    keys = [s.key for s in with_factors.sections]
+    assert "factors" in keys
+    section = with_factors.sections[keys.index("factors")]
+    assert len(section.panels) == 2 and not section.notes
+    assert set(with_factors.numbers["disentanglement"]) == set(SCORES)
+    assert "factors" not in [s.key for s in build_report(model, X, importance_samples=0).sections]
+    with pytest.raises(ValueError, match="factors have 3 rows"):
+        build_report(model, X, factors=f.iloc[:3])

@@ -79,4 +79,41 @@ CASES = [
         _with(_factors, "-o", _out("nowhere/out.json")),
         match="nowhere",
     ),
+    Case(
+        "factors/report-non-numeric",
+        lambda k: [
+            "report",
+            k.model,
+            k.table,
+            "-o",
+            k.tmp / "r.html",
+            "-k",
+            "0",
+            "-q",
+            "--factors",
+            _write(k, _factors(size=["x"] * 16)),
+        ],
+        match="'size' is not numeric",
+    ),
+    Case(
+        "factors/report-rows-missing",
+        lambda k: [
+            "report",
+            k.model,
+            k.table,
+            "-o",
+            k.tmp / "r.html",
+            "-k",
+            "0",
+            "-q",
+            "--factors",
+            _write(k, _factors().iloc[:15]),
+        ],
+        match="for 1 of the 16 samples",
+    ),
 ]
+
+
+def _write(k: Kit, table: pd.DataFrame) -> object:
+    table.to_csv(k.tmp / "factors.tsv", sep="\t", index=False)
+    return k.tmp / "factors.tsv"
