@@ -21,7 +21,7 @@ if TYPE_CHECKING:
         separation_baseline,
     )
     from vaekit.analysis.differential import differential_expression
-    from vaekit.analysis.disentanglement import disentanglement
+    from vaekit.analysis.disentanglement_metrics import disentanglement
     from vaekit.analysis.evaluation import evaluate
     from vaekit.analysis.expression import normalized_expression, predict_labels
     from vaekit.analysis.generation import generate
@@ -49,7 +49,7 @@ _EXPORTS = {
     "calibrate": "vaekit.analysis.anomaly",
     "contributions": "vaekit.analysis.anomaly",
     "differential_expression": "vaekit.analysis.differential",
-    "disentanglement": "vaekit.analysis.disentanglement",
+    "disentanglement": "vaekit.analysis.disentanglement_metrics",
     "evaluate": "vaekit.analysis.evaluation",
     "extend": "vaekit.analysis.mapping",
     "generate": "vaekit.analysis.generation",

@@ -164,7 +164,8 @@ def _disentanglement(
     latent: np.ndarray, factors: Any, shown: np.ndarray, seed: int
 ) -> dict[str, Any] | None:
     """The disentanglement metrics of the rows shown, when factors were given."""
-    from vaekit.analysis.disentanglement import disentanglement  # scikit-learn: only if asked
+    # scikit-learn, imported only when factors are given
+    from vaekit.analysis.disentanglement_metrics import disentanglement
 
     if factors is None:
         return None

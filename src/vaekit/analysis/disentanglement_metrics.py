@@ -8,6 +8,9 @@ group is built by drawing rows (with replacement) among those that share the fix
 value. On a full factorial design (the dSprites grid) those rows are a uniform draw of the
 other factors, so this is exactly the paper's procedure; on other designs the other factors
 follow their distribution given the fixed one.
+
+(The module is not named ``disentanglement``: importing a submodule sets the package's
+attribute of that name, which would hide the lazily exported function.)
 """
 
 from __future__ import annotations
