@@ -248,6 +248,10 @@ def test_report_shows_the_factors_section_only_when_given() -> None:
     assert "factors" not in [s.key for s in build_report(model, X, importance_samples=0).sections]
     with pytest.raises(ValueError, match="factors have 3 rows"):
         build_report(model, X, factors=f.iloc[:3])
+    # annotations get the same heatmap, in the section on what the features mean
+    annotated = build_report(model, X, importance_samples=0, annotations=f.astype(str))
+    meaning = next(s for s in annotated.sections if s.key == "meaning")
+    assert "Which feature carries each annotation" in [p.title for p in meaning.panels]
 
 
 def test_the_function_is_not_hidden_by_its_module() -> None:
@@ -257,3 +261,51 @@ def test_the_function_is_not_hidden_by_its_module() -> None:
 
     importlib.import_module("vaekit.analysis.disentanglement_metrics")  # sets its attribute
     assert callable(vaekit.analysis.disentanglement)
+
+
+# ----------------------------------------------------------------------------- annotations
+def test_annotation_carriers_by_hand() -> None:
+    from vaekit.analysis.carriers import annotation_carriers, carriers_table
+
+    rng = np.random.default_rng(3)
+    n = 600
+    cell = rng.choice(["B", "T", "NK"], n)
+    codes = pd.Series(cell).map({"B": 0.0, "NK": 1.0, "T": 2.0}).to_numpy()
+    Z = np.column_stack([rng.normal(size=n), codes])
+    age = rng.uniform(20, 80, n)
+    age[:10] = np.nan  # left out for this column only
+    annotations = pd.DataFrame({"cell": cell, "age": age, "id": [f"p{i}" for i in range(n)]})
+    genes = pd.DataFrame([[0.1, -0.2, 0.0], [0.5, -2.0, 1.0]], columns=["A|1", "B|2", "C|3"])
+    found = annotation_carriers(Z, annotations, loadings=genes, k=2)
+    detail = found["detail"]
+    assert detail["skipped"].keys() == {"id"}  # an identifier, as associate() skips it
+    cell_row, age_row = detail["factors"]
+    # z1 takes one value per cell type: I(cell; z1) = H(cell), normalised 1; z0 is noise,
+    # whose plug-in MI is about (20 - 1)(3 - 1) / 2n nats (5 times that bounds it)
+    assert cell_row["feature"] == 1 and cell_row["kind"] == "discrete" and cell_row["bins"] == 3
+    assert cell_row["mutual_information"] == pytest.approx(1.0, abs=1e-12)
+    h = -sum(p * math.log(p) for p in pd.Series(cell).value_counts(normalize=True))
+    assert cell_row["gap"] >= 1 - 5 * 19 * 2 / (2 * n) / h
+    assert cell_row["genes"] == [("B|2", -2.0), ("C|3", 1.0)]  # heaviest of feature 1
+    assert age_row["n"] == n - 10 and age_row["kind"] == "continuous"
+    table = carriers_table(found)
+    assert list(table["annotation"]) == ["cell", "age"]
+    assert table["genes"].iloc[0] == "B (-), C (+)"
+
+
+def test_interpret_writes_the_carriers(tmp_path) -> None:  # noqa: ANN001
+    import vaekit
+    from vaekit.analysis.findings import interpret
+
+    rng = np.random.default_rng(0)
+    n = 200
+    group = rng.choice(["x", "y"], n)
+    X = rng.normal(size=(n, 6)) + 3.0 * (group == "y")[:, None] * np.array([1, 1, 0, 0, 0, 0])
+    X = pd.DataFrame(X, columns=[f"g{j}" for j in range(6)], index=[f"s{i}" for i in range(n)])
+    model = vaekit.VAE(n_latent=2, hidden=(8,), epochs=3, seed=0, verbose=False).fit(X)
+    annotations = pd.DataFrame({"group": group}, index=X.index)[::-1]  # matched by sample ID
+    result = interpret(model, X, annotations, k=3)
+    assert list(result.carriers["annotation"]) == ["group"]
+    assert "## Which feature carries each annotation" in result.summary()
+    result.write(tmp_path / "out")
+    assert (tmp_path / "out" / "carriers.tsv").is_file()

@@ -25,7 +25,8 @@ def factor_heatmap(
     Parameters
     ----------
     result : dict
-        From :func:`vaekit.analysis.disentanglement`.
+        From :func:`vaekit.analysis.disentanglement` (or
+        :func:`vaekit.analysis.carriers.annotation_carriers`, drawn the same way).
     matrix : {"mutual_information", "importance"}
         Normalised mutual information (what MIG compares), or DCI importances.
     max_features : int
@@ -46,6 +47,10 @@ def factor_heatmap(
     if matrix not in MATRICES:
         raise ValueError(f"matrix must be one of {list(MATRICES)}; got {matrix!r}")
     detail = result["detail"]
+    if matrix not in detail:
+        raise ValueError(f"this result has no {matrix!r} matrix; draw 'mutual_information'")
+    if not detail["factors"]:
+        raise ValueError("no factor to draw: none was given, or every annotation was skipped")
     values = np.asarray(detail[matrix], dtype=np.float64)  # (n_factors, n_latent)
     factors = detail["factors"]
     columns = _columns(values, [f["feature"] for f in factors], max_features)

@@ -268,6 +268,14 @@ def meaning(ctx: Context) -> Section | None:
         )
         for name, reason in found.attrs.get("skipped", {}).items():
             section.notes.append(f"{name}: not tested ({reason}).")
+        _add(
+            section,
+            "Which feature carries each annotation",
+            "Mutual information of each annotation with each feature (binned), over the "
+            "annotation's entropy; the row label gives the gap between the best feature and "
+            "the second (MIG): near 1, one feature alone carries it; near 0, it is shared.",
+            lambda: plot.factor_heatmap(_carriers(ctx)),
+        )
     if ctx.image is None:
         features, titles = gene_features(ctx, found)
         which = "the features that track annotations" if titles else "the most used features"
@@ -280,6 +288,12 @@ def meaning(ctx: Context) -> Section | None:
             lambda: plot.gene_weights(_loadings(ctx), features, k=12, titles=titles),
         )
     return section
+
+
+def _carriers(ctx: Context) -> dict[str, Any]:
+    from vaekit.analysis.carriers import annotation_carriers  # scikit-learn: only when drawn
+
+    return annotation_carriers(ctx.latent, ctx.annotations.reset_index(drop=True))
 
 
 def gene_features(ctx: Context, found: pd.DataFrame | None) -> tuple[list[int], list[str]]:
