@@ -252,7 +252,8 @@ def _dci(
         target = f.labels[:, j] if f.discrete[j] else f.values[:, j]
         model.fit(z[train], target[train])
         importance.append(model.feature_importances_)
-        scores.append(max(0.0, model.score(z[test], target[test])) if len(test) else np.nan)
+        held = test if len(test) else train  # under 3 rows there is none to hold out
+        scores.append(max(0.0, model.score(z[held], target[held])))
     return np.array(importance), float(np.mean(scores))
 
 
