@@ -74,9 +74,8 @@ def normalized_expression(
     >>> expr = model.normalized_expression(adata, batch="lab2")  # doctest: +SKIP
     """
     n_draws = check_count("n_draws", n_draws, high=MAX_DRAWS)
-    if not (
-        isinstance(library_size, (int, float)) and math.isfinite(library_size) and library_size > 0
-    ):
+    if not (isinstance(library_size, (int, float)) and math.isfinite(library_size)
+            and library_size > 0):
         raise ValueError(f"library_size must be a positive number; got {library_size!r}")
     module = model.module_
     if not module.likelihood.uses_library:  # before any work; the module says the same
@@ -87,9 +86,8 @@ def normalized_expression(
     column, categories = _batches(model, batch)
     only_batch = column is not None and len(model.covariates_.columns) == 1
     prepared = model.prepare(X, y, layer=layer, encoder_only=only_batch)
-    check_size(
-        "normalised expression", len(prepared) * (1 if mean else n_draws), module.config.n_input
-    )
+    check_size("normalised expression", len(prepared) * (1 if mean else n_draws),
+               module.config.n_input)
 
     def draws(b: Batch) -> torch.Tensor:
         qz = module.encode(b.x, b.condition)

@@ -75,7 +75,7 @@ def extend(
     y = resolve_y(query, batch)
     new.covariates_ = covariates.extended(y, n)
     added = {
-        c.name: c.categories[len(old.categories) :]
+        c.name: c.categories[len(old.categories):]
         for c, old in zip(new.covariates_.columns, covariates.columns, strict=True)
         if c.kind == "categorical" and len(c.categories) > len(old.categories)
     }
@@ -102,14 +102,8 @@ def extend(
         # The latent space is the reference's, fixed: how many features it uses was said
         # when it was trained.
         warnings.simplefilter("ignore", PosteriorCollapseWarning)
-        result = train(
-            new.module_,
-            prepared.rows,
-            prepared.covariates,
-            config,
-            progress,
-            labels=None if targets is None else targets.to(new._device),
-        )
+        result = train(new.module_, prepared.rows, prepared.covariates, config, progress,
+                       labels=None if targets is None else targets.to(new._device))
     surgery.release(new.module_, hooks)
     new.module_.eval()
     new.mapped_ = [*getattr(model, "mapped_", []), _record(added, result, len(prepared))]
@@ -130,12 +124,12 @@ def _record(added: dict[str, list], result: Any, n: int) -> dict[str, Any]:
     """What one mapping did, for ``mapped_``."""
     best = result.history[result.best_epoch]
     return {
-        "batches": {
-            k: [v.item() if isinstance(v, np.generic) else v for v in vs] for k, vs in added.items()
-        },
+        "batches": {k: [v.item() if isinstance(v, np.generic) else v for v in vs]
+                    for k, vs in added.items()},
         "cells": n,
         "epochs": len(result.history),
         "best_epoch": result.best_epoch,
         "val_loss": best.get("val_loss"),
         "seconds": result.seconds,
     }
+
