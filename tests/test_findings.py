@@ -79,7 +79,9 @@ def test_cli_interpret_writes_its_tables_and_summary(expression, model, tmp_path
     assert code == 0, err
     assert "separates gender" in stdout
     names = {"loadings.tsv", "top_genes.tsv", "associations.tsv", "enrichment.tsv", "summary.md"}
-    assert {p.name for p in out.iterdir()} == names
+    assert {p.name for p in out.iterdir()} == names | {"carriers.tsv"}
+    carriers = pd.read_csv(out / "carriers.tsv", sep="\t").set_index("annotation")
+    assert any(g in carriers.loc["gender", "genes"] for g in ("XIST (", "RPS4Y1 (", "DDX3Y ("))
     loadings = pd.read_csv(out / "loadings.tsv", sep="\t", index_col=0)
     assert loadings.shape == (4, 60)
     top = pd.read_csv(out / "top_genes.tsv", sep="\t")

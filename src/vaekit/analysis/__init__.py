@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         separation_baseline,
     )
     from vaekit.analysis.differential import differential_expression
+    from vaekit.analysis.disentanglement_metrics import disentanglement
     from vaekit.analysis.evaluation import evaluate
     from vaekit.analysis.expression import normalized_expression, predict_labels
     from vaekit.analysis.generation import generate
@@ -48,6 +49,7 @@ _EXPORTS = {
     "calibrate": "vaekit.analysis.anomaly",
     "contributions": "vaekit.analysis.anomaly",
     "differential_expression": "vaekit.analysis.differential",
+    "disentanglement": "vaekit.analysis.disentanglement_metrics",
     "evaluate": "vaekit.analysis.evaluation",
     "extend": "vaekit.analysis.mapping",
     "generate": "vaekit.analysis.generation",
@@ -77,6 +79,7 @@ __all__ = [
     "calibrate",
     "contributions",
     "differential_expression",
+    "disentanglement",
     "evaluate",
     "extend",
     "generate",

@@ -15,6 +15,7 @@ import pandas as pd
 from vaekit._version import __version__
 from vaekit.analysis._limits import check_count, check_positive
 from vaekit.analysis.associations import associate
+from vaekit.analysis.carriers import annotation_carriers, carriers_table
 from vaekit.analysis.genesets import enrichment, gene_symbol, read_gmt, sex_chromosome_genes
 from vaekit.analysis.interpretation import heaviest, high_weight_genes, top_genes
 from vaekit.analysis.interpretation import loadings as read_loadings
@@ -23,7 +24,14 @@ from vaekit.estimator import BaseVAE
 
 SIGNIFICANT = 0.05  # q-value below which a finding is stated
 # What Interpretation.write puts in its folder: a folder holding only these may be replaced.
-FILES = ("loadings.tsv", "top_genes.tsv", "associations.tsv", "enrichment.tsv", "summary.md")
+FILES = (
+    "loadings.tsv",
+    "top_genes.tsv",
+    "associations.tsv",
+    "carriers.tsv",
+    "enrichment.tsv",
+    "summary.md",
+)
 
 
 @dataclass
@@ -42,6 +50,9 @@ class Interpretation:
         that overlaps the model's genes.
     k : int
         Genes named per feature in the summary.
+    carriers : DataFrame or None
+        See :func:`vaekit.analysis.carriers.carriers_table`: per annotation, the feature with
+        the most mutual information with it and the MIG-style gap; None without annotations.
     """
 
     loadings: pd.DataFrame
@@ -49,6 +60,7 @@ class Interpretation:
     associations: pd.DataFrame | None
     enrichment: pd.DataFrame | None
     k: int = 20
+    carriers: pd.DataFrame | None = None
 
     def summary(self) -> str:
         """Markdown: for each annotation the feature that tracks it best, its statistic and
@@ -61,6 +73,7 @@ class Interpretation:
             "",
         ]
         lines += self._association_lines()
+        lines += self._carrier_lines()
         lines += self._enrichment_lines()
         lines += ["", f"_Written by vaekit {__version__}._", ""]
         return "\n".join(lines)
@@ -80,6 +93,25 @@ class Interpretation:
             lines.append(f"- {_finding(best)}" + self._gene_clause(best))
         for name, reason in self.associations.attrs.get("skipped", {}).items():
             lines.append(f"- {name}: not tested ({reason}).")
+        return [*lines, ""]
+
+    def _carrier_lines(self) -> list[str]:
+        if self.carriers is None or self.carriers.empty:
+            return []
+        lines = [
+            "## Which feature carries each annotation",
+            "",
+            "Mutual information of each annotation with each binned feature, over the "
+            "annotation's entropy; the gap to the second feature is 1 when one feature alone "
+            "carries it (MIG, Chen et al. 2018).",
+            "",
+        ]
+        for row in self.carriers.itertuples():
+            genes = f"; genes that move with it: {row.genes}" if row.genes else ""
+            lines.append(
+                f"- {row.annotation}: feature {row.feature} (normalised MI "
+                f"{row.mutual_information:.2f}, gap {row.gap:.2f}){genes}"
+            )
         return [*lines, ""]
 
     def _gene_clause(self, best: pd.Series) -> str:
@@ -108,6 +140,7 @@ class Interpretation:
             "loadings.tsv": self.loadings,
             "top_genes.tsv": self.top_genes,
             "associations.tsv": self.associations,
+            "carriers.tsv": self.carriers,
             "enrichment.tsv": self.enrichment,
         }
         with output_dir(folder, FILES) as tmp:  # refuses a file or a folder of other files
@@ -156,16 +189,29 @@ def interpret(
     if annotations is None and hasattr(X, "obs") and X.obs.shape[1]:
         annotations = X.obs
     loadings = read_loadings(model, X, y)
-    associations = None
+    associations = carriers = None
     if annotations is not None:
-        associations = associate(pd.DataFrame(model.transform(X, y), index=_index(X)), annotations)
+        Z = pd.DataFrame(model.transform(X, y), index=_index(X))
+        associations = associate(Z, annotations)
+        carriers = _carriers(Z, annotations, loadings)
     return Interpretation(
         loadings=loadings,
         top_genes=top_genes(loadings, k, sd),
         associations=associations,
         enrichment=_enrichment(loadings, gene_sets, sd),
         k=k,
+        carriers=carriers,
     )
+
+
+def _carriers(
+    Z: pd.DataFrame, annotations: pd.DataFrame, loadings: pd.DataFrame
+) -> pd.DataFrame | None:
+    """The carrier of each annotation; None for a single latent feature (no gap to take)."""
+    if Z.shape[1] < 2:
+        return None
+    found = annotation_carriers(Z, annotations, loadings=loadings)
+    return carriers_table(found)
 
 
 def _index(X: Any) -> pd.Index | None:

@@ -15,6 +15,7 @@ import typer
 
 from vaekit import distributed
 from vaekit.analysis._limits import MAX_DRAWS, check_count
+from vaekit.atomic import atomic_file
 from vaekit.cli.baselines import baselines, echo_lines, training_split
 from vaekit.cli.common import (
     ANNOTATIONS,
@@ -133,8 +134,10 @@ def extend(
     data: Path = DATA,
     out: Path = OUT,
     batch: str = typer.Option(
-        None, "--batch", help="Annotation column(s) of the query's batches, a,b (default: the "
-        "model's condition columns)."
+        None,
+        "--batch",
+        help="Annotation column(s) of the query's batches, a,b (default: the "
+        "model's condition columns).",
     ),
     labels: str = typer.Option(None, "--labels", help="Annotation column of query labels."),
     epochs: int = typer.Option(None, "--epochs", min=1, help="Most epochs of query training."),
@@ -156,8 +159,7 @@ def extend(
     adata = read(data, transpose, annotations, layer)
     y = batch.split(",") if batch else conditions(model)
     model.extend(adata, y, labels=labels or None, epochs=epochs, seed=seed)
-    model.save(out, metadata={**model.metadata_, "extended": shlex.join(["vaekit",
-                                                                         *sys.argv[1:]])})
+    model.save(out, metadata={**model.metadata_, "extended": shlex.join(["vaekit", *sys.argv[1:]])})
     added = model.mapped_[-1]
     typer.echo(
         f"mapped {added['cells']} cells of new batches {added['batches']} in "
@@ -297,23 +299,49 @@ def evaluate(
     transpose: bool = TRANSPOSE,
     annotations: Path = ANNOTATIONS,
     layer: str = LAYER,
+    factors: Path = typer.Option(
+        None,
+        "--factors",
+        help="Known generative factors per sample (CSV/TSV, numeric columns, matched by sample "
+        "ID as --annotations): adds the disentanglement metrics (MIG, DCI, SAP, FactorVAE and "
+        "beta-VAE scores).",
+    ),
+    out: Path = typer.Option(None, "-o", "--out", help="Also write the results as JSON (.json)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the draws."),
     quiet: bool = QUIET,
 ) -> None:
     """ELBO, reconstruction, KL and importance-sampled log-likelihood of DATA, per sample; and
-    how many latent features are active, with the KL of each."""
+    how many latent features are active, with the KL of each. With --factors, how well the
+    latent features separate known generative factors."""
     import vaekit
     from vaekit.analysis import evaluate as evaluate_model
+    from vaekit.cli.factors import disentanglement_of, echo_disentanglement, read_factors
+    from vaekit.data.writers import check_output
 
     check_count("-k", importance_samples, low=0, high=MAX_DRAWS)
+    if out is not None:
+        check_output(out, (".json",))
     model = vaekit.load(model_dir)
     adata = read(data, transpose, annotations, layer)
+    table = None if factors is None else read_factors(factors, adata.obs_names)
     with status(quiet or as_json, f"evaluating {adata.n_obs} samples..."):
         result = evaluate_model(
-            model, adata, conditions(model), importance_samples=importance_samples
+            model, adata, conditions(model), importance_samples=importance_samples, seed=seed
         )
         texts, compared = baselines(lambda: _reconstruction_baseline(model, adata))
+        disentangled = (
+            None
+            if table is None
+            else disentanglement_of(model, adata, conditions(model), factors, table, seed)
+        )
+    everything = {**result, "baselines": compared}
+    if disentangled is not None:
+        everything["disentanglement"] = disentangled
+    if out is not None:
+        with atomic_file(out) as tmp:
+            tmp.write_text(json.dumps(everything, indent=2) + "\n")
     if as_json:
-        typer.echo(json.dumps({**result, "baselines": compared}, indent=2))
+        typer.echo(json.dumps(everything, indent=2))
         return
     kl = result.pop("kl_per_feature")
     typer.echo(f"{adata.n_obs} samples, nats per sample:")
@@ -325,6 +353,10 @@ def evaluate(
     typer.echo("  KL per latent feature, most used first:")
     typer.echo("    " + ", ".join(f"z{j} {kl[j]:.2f}" for j in order))
     echo_lines(texts)
+    if disentangled is not None:
+        echo_disentanglement(disentangled)
+    if out is not None:
+        typer.echo(f"wrote the results to {out}")
 
 
 def _reconstruction_baseline(model: Any, adata: Any) -> Any:

@@ -39,6 +39,12 @@ def report(
         2000, "--max-rows", help="Samples at most for the numbers and figures (random beyond)."
     ),
     de: Path = typer.Option(None, "--de", help="A table of `vaekit de`: adds a volcano plot."),
+    factors: Path = typer.Option(
+        None,
+        "--factors",
+        help="Known generative factors per sample (numeric columns, matched by sample ID): adds "
+        "the disentanglement scores and a factor x feature heatmap.",
+    ),
     transpose: bool = TRANSPOSE,
     layer: str = LAYER,
     quiet: bool = QUIET,
@@ -48,6 +54,7 @@ def report(
     training data, else on DATA; --annotations colour the latent maps and are tested."""
     import vaekit
     from vaekit.analysis.differential import read_de_table
+    from vaekit.cli.factors import read_factors
     from vaekit.report import build_report, check_report_path
 
     check_report_path(out)
@@ -56,6 +63,7 @@ def report(
     de_table = None if de is None else read_de_table(de)
     model = vaekit.load(model_dir)
     adata = read(data, transpose, annotations, layer)
+    table = None if factors is None else read_factors(factors, adata.obs_names)
     with status(quiet, f"writing the report on {adata.n_obs} samples..."):
         result = build_report(
             model,
@@ -66,6 +74,7 @@ def report(
             importance_samples=importance_samples,
             max_rows=max_rows,
             de=de_table,
+            factors=table,
         )
         result.write(out)
     v = result.numbers

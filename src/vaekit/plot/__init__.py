@@ -14,6 +14,7 @@ Examples
 from vaekit.analysis.latent_map import embed, figure_format, latent_map, plot_latent, save_figure
 from vaekit.plot.anomaly import anomaly_histogram
 from vaekit.plot.differential import volcano
+from vaekit.plot.factors import factor_heatmap
 from vaekit.plot.genes import association_heatmap, effect_size, gene_weights
 from vaekit.plot.images import (
     interpolation_grid,
@@ -30,6 +31,7 @@ __all__ = [
     "column_correlation",
     "effect_size",
     "embed",
+    "factor_heatmap",
     "figure_format",
     "gene_weights",
     "interpolation_grid",

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from vaekit._version import __version__
+from vaekit.analysis._factors import check_factors
 from vaekit.analysis.associations import associate
 from vaekit.analysis.baselines import to_json
 from vaekit.analysis.differential import check_de_table
@@ -56,6 +57,7 @@ def build_report(
     max_rows: int = 2000,
     seed: int = 0,
     de: pd.DataFrame | None = None,
+    factors: Any = None,
 ) -> Report:
     """The report of a fitted model on data X: a summary table and the figures that apply.
 
@@ -85,6 +87,10 @@ def build_report(
     seed : int
     de : DataFrame, optional
         A table from :func:`vaekit.analysis.differential_expression`, shown as a volcano plot.
+    factors : DataFrame or array, optional
+        Known generative factors, one row per sample of X (numeric columns): adds the
+        disentanglement scores and a factor x feature heatmap
+        (:func:`vaekit.analysis.disentanglement`, on the rows shown).
 
     Returns
     -------
@@ -99,6 +105,8 @@ def build_report(
     de = None if de is None else check_de_table(de)  # before any work
     n = _data.n_rows(X)
     annotations = _annotations(X, annotations, n)
+    if factors is not None:
+        check_factors(factors, n)  # before any work
     y = _data.conditions(X, y)
     n_features = int(X.n_vars if is_anndata(X) else X.shape[1])
     image = _data.image_shape(model)
@@ -121,7 +129,10 @@ def build_report(
         latent=latent,
         seed=seed,
         de=de,
+        disentanglement=_disentanglement(latent, factors, shown, seed),
     )
+    if ctx.disentanglement is not None:
+        values["disentanglement"] = {k: v for k, v in ctx.disentanglement.items() if k != "detail"}
     sections = [s for s in (build(ctx) for build in SECTIONS) if s is not None]
     compared = baselines(model, X, y, evaluated, annotations, layer, shown, seed)
     values["baselines"] = [t if isinstance(t, str) else to_json(t) for t in compared]
@@ -147,6 +158,19 @@ def _associations(
     if annotations is None or annotations.shape[1] == 0:
         return None
     return associate(latent, annotations.iloc[shown].reset_index(drop=True))
+
+
+def _disentanglement(
+    latent: np.ndarray, factors: Any, shown: np.ndarray, seed: int
+) -> dict[str, Any] | None:
+    """The disentanglement metrics of the rows shown, when factors were given."""
+    # scikit-learn, imported only when factors are given
+    from vaekit.analysis.disentanglement_metrics import disentanglement
+
+    if factors is None:
+        return None
+    rows = factors.iloc[shown] if isinstance(factors, pd.DataFrame) else np.asarray(factors)[shown]
+    return disentanglement(latent, rows, seed=seed)
 
 
 def _subtitle(data_name: str | None, n: int, n_shown: int) -> str:

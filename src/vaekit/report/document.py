@@ -7,6 +7,7 @@ import base64
 import html
 import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,15 @@ class Section:
             )
         parts.append("</section>")
         return "\n".join(parts)
+
+
+def add_figure(section: Section, title: str, caption: str, draw: Callable[[], Figure]) -> None:
+    """Draw one figure into ``section``; a figure that does not apply to this model or data
+    (a ValueError) becomes a note instead of failing the whole report."""
+    try:
+        section.panels.append(Panel.from_figure(draw(), title, caption))
+    except ValueError as err:
+        section.notes.append(f"{title}: not drawn ({err}).")
 
 
 @dataclass

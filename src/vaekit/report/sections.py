@@ -15,7 +15,8 @@ from matplotlib.figure import Figure
 from vaekit import plot
 from vaekit.analysis.findings import SIGNIFICANT
 from vaekit.plot import _data
-from vaekit.report.document import Panel, Section
+from vaekit.report.document import Section, add_figure
+from vaekit.report.factors import factors
 from vaekit.vae import VAE
 
 MAX_MAPS = 3  # latent maps, one per annotation
@@ -40,6 +41,7 @@ class Context:
     latent: np.ndarray
     seed: int = 0
     de: pd.DataFrame | None = None  # a differential expression table to show, when given
+    disentanglement: dict | None = None  # vaekit.analysis.disentanglement, when factors given
 
     @property
     def conditional(self) -> bool:
@@ -51,13 +53,7 @@ class Context:
         return "genes" if hasattr(self.model, "feature_names_in_") else "inputs"
 
 
-def _add(section: Section, title: str, caption: str, draw: Callable[[], Figure]) -> None:
-    """Draw one figure into ``section``; a figure that does not apply to this model or data
-    (a ValueError) becomes a note instead of failing the whole report."""
-    try:
-        section.panels.append(Panel.from_figure(draw(), title, caption))
-    except ValueError as err:
-        section.notes.append(f"{title}: not drawn ({err}).")
+_add = add_figure
 
 
 # ----------------------------------------------------------------------------- training
@@ -272,6 +268,14 @@ def meaning(ctx: Context) -> Section | None:
         )
         for name, reason in found.attrs.get("skipped", {}).items():
             section.notes.append(f"{name}: not tested ({reason}).")
+        _add(
+            section,
+            "Which feature carries each annotation",
+            "Mutual information of each annotation with each feature (binned), over the "
+            "annotation's entropy; the row label gives the gap between the best feature and "
+            "the second (MIG): near 1, one feature alone carries it; near 0, it is shared.",
+            lambda: plot.factor_heatmap(_carriers(ctx)),
+        )
     if ctx.image is None:
         features, titles = gene_features(ctx, found)
         which = "the features that track annotations" if titles else "the most used features"
@@ -284,6 +288,12 @@ def meaning(ctx: Context) -> Section | None:
             lambda: plot.gene_weights(_loadings(ctx), features, k=12, titles=titles),
         )
     return section
+
+
+def _carriers(ctx: Context) -> dict[str, Any]:
+    from vaekit.analysis.carriers import annotation_carriers  # scikit-learn: only when drawn
+
+    return annotation_carriers(ctx.latent, ctx.annotations.reset_index(drop=True))
 
 
 def gene_features(ctx: Context, found: pd.DataFrame | None) -> tuple[list[int], list[str]]:
@@ -373,6 +383,7 @@ SECTIONS: list[Callable[[Context], Section | None]] = [
     paths,
     maps,
     meaning,
+    factors,
     anomalies,
     differential,
 ]
