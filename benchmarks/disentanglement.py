@@ -128,7 +128,7 @@ def measure(
 ) -> dict[str, Any]:
     """The seven scores of the posterior means of every row, and the reconstruction error of
     the rows training held out."""
-    from vaekit.analysis.disentanglement import disentanglement  # issue 21's metrics
+    from vaekit.analysis import disentanglement  # issue 21's metrics
 
     scores = disentanglement(model.transform(X), factors, seed=seed, n_samples=n_samples)
     held_out = model.validation_rows_

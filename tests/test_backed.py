@@ -289,7 +289,8 @@ def test_backed_fit_chooses_preprocessing_as_in_memory(tmp_path):
     X = np.exp(rng.normal(0, 1.5, (N, P))).astype(np.float32)
     adata, path = write(tmp_path, X, "dense")
     settings = dict(epochs=1, verbose=False, seed=0)
-    whole, streamed = VAE(**settings).fit(adata), VAE(**settings).fit(vaekit.read(path, backed=True))
+    whole = VAE(**settings).fit(adata)
+    streamed = VAE(**settings).fit(vaekit.read(path, backed=True))
     assert whole.preprocessor_.to_config() == streamed.preprocessor_.to_config()
     assert [s.name for s in streamed.preprocessor_.steps] == ["log1p", "zscore"]
 
