@@ -10,16 +10,16 @@ validation share that scores each trial, and the rest that trials train on (thei
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from vaekit.auto import profile
 from vaekit.data.writers import check_output_dir
-from vaekit.settings import typed, vae_arguments
+from vaekit.settings import PREPROCESS_KEYS, VAE_KEYS, canonical, typed, vae_arguments
 from vaekit.tuning.output import FILES, STUDY_FILE, write_all
 from vaekit.tuning.space import Param, default_space, merged, read_space
 from vaekit.tuning.study import (
@@ -30,8 +30,8 @@ from vaekit.tuning.study import (
     shown_url,
     storage,
 )
-from vaekit.validation import is_anndata, take_rows
 from vaekit.vae import VAE
+from vaekit.validation import is_anndata, take_rows
 
 __all__ = ["Param", "Split", "TuneResult", "default_space", "parse_timeout", "read_space", "tune"]
 
@@ -192,8 +192,9 @@ def tune(
     if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
         raise ValueError(f"n_trials must be a positive integer; got {n_trials!r}")
     tuned, fixed_from_space = read_space(space)
-    fixed = {**fixed_from_space, **typed(dict(fixed or {}))}
-    vae_arguments(fixed)  # a bad fixed setting fails now, not in every trial
+    fixed = {**fixed_from_space, **_fixed(fixed)}
+    given_seed = fixed.pop("seed", None)  # the tuner's seed is every fit's seed
+    seed = seed if given_seed is None else given_seed
     split = split_rows(X, y, test_fraction, valid_fraction, seed)
     search = merged(default_space(profile(_matrix(split.train))), tuned, fixed)
     store, storage_url = _storage(storage_url, out, heartbeat)
@@ -228,6 +229,20 @@ def _storage(url: str | None, out: Path | None, heartbeat: int | None) -> tuple[
     if out is not None:
         out.mkdir(exist_ok=True)
     return store, url
+
+
+def _fixed(fixed: dict[str, Any] | None) -> dict[str, Any]:
+    """The fixed settings, typed and checked now (not in every trial): model settings and
+    preprocessing flags only."""
+    fixed = canonical(dict(fixed or {}), "fixed settings")
+    other = sorted(set(fixed) - set(VAE_KEYS) - set(PREPROCESS_KEYS))
+    if other:
+        raise ValueError(
+            f"fixed settings {other} are not settings of the model; give the conditions as y"
+        )
+    fixed = typed(fixed)
+    vae_arguments(fixed)
+    return fixed
 
 
 def _matrix(X: Any) -> Any:

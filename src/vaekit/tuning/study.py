@@ -7,8 +7,10 @@ pruner, and returns its objective on the validation rows it never trained on.
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from vaekit.settings import vae_arguments
+from vaekit.train import PosteriorCollapseWarning
 from vaekit.tuning.space import Param, as_setting
 from vaekit.vae import VAE
 
@@ -97,19 +100,32 @@ def storage(url: str | None, heartbeat: int | None) -> Any:
     if url is None:
         return optuna.storages.InMemoryStorage()
     scheme = _scheme(url)
-    beats = {} if heartbeat is None else {
-        "heartbeat_interval": heartbeat,
-        "grace_period": GRACE_BEATS * heartbeat,
-        "failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY),
-    }
     try:
-        return optuna.storages.RDBStorage(url, **beats)
+        with warnings.catch_warnings():  # optuna calls the heartbeat experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            beats = {} if heartbeat is None else _heartbeat(heartbeat)
+            return optuna.storages.RDBStorage(url, **beats)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, OSError) as err:
         reason = " ".join(str(getattr(err, "orig", None) or err).split())[:200]
         raise ValueError(
             f"cannot open the study storage {shown_url(url)} ({scheme}): {reason}; check the "
             "URL, that the server runs and its driver is installed"
         ) from None
+
+
+def _heartbeat(seconds: int) -> dict[str, Any]:
+    """RDBStorage's heartbeat arguments; optuna 4.9 renamed the retry callback and its
+    argument (the old names warn, and go in 6.0)."""
+    import optuna
+
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    parameters = inspect.signature(optuna.storages.RDBStorage).parameters
+    if retry is not None and "heartbeat_stale_trial_callback" in parameters:
+        callback = {"heartbeat_stale_trial_callback": retry(max_retry=MAX_RETRY)}
+    else:
+        retry = optuna.storages.RetryFailedTrialCallback
+        callback = {"failed_trial_callback": retry(max_retry=MAX_RETRY)}
+    return {"heartbeat_interval": seconds, "grace_period": GRACE_BEATS * seconds, **callback}
 
 
 def _scheme(url: str) -> str:
@@ -172,7 +188,9 @@ def run_trial(
     """Fit on ``data.train``, prune on its per-epoch validation ELBO, score ``data.valid``."""
     params = {name: p.suggest(trial) for name, p in space.items()}
     model = VAE(**settings_of(params, fixed), seed=data.seed, verbose=False)
-    model.fit(data.train, data.y_train, callback=pruning_callback(trial) if prune else None)
+    with warnings.catch_warnings():  # a poor trial's collapsed features: its value says so
+        warnings.simplefilter("ignore", PosteriorCollapseWarning)
+        model.fit(data.train, data.y_train, callback=pruning_callback(trial) if prune else None)
     trial.set_user_attr("epochs", len(model.history_))
     trial.set_user_attr("seconds", round(float(model.training_seconds_), 3))
     value = score.score(model, data.valid, data.y_valid, n_draws)
