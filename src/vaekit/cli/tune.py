@@ -64,12 +64,15 @@ def tune(
     from vaekit.settings import READ_KEYS, read_settings
     from vaekit.tuning import parse_timeout, read_space, tune
     from vaekit.tuning.output import FILES
+    from vaekit.tuning.study import check_storage_url
     from vaekit.tuning.study import objective as check_objective
 
     # Every input is checked before DATA is read or anything is written.
     check_output_dir(out, FILES)
     seconds = parse_timeout(timeout)
     check_objective(objective)
+    if storage is not None:
+        check_storage_url(storage)
     read_space(space)
     settings = read_settings(config)
     y = settings.pop("condition", None)

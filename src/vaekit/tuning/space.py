@@ -162,9 +162,9 @@ def _end(name: str, value: Any, source: str) -> float:
         raise ValueError(f"{source}: {name} takes no range; list its {{choices: [...]}}")
     try:
         parsed = typed({name: value})[name]
+        inner.check(name, parsed)
     except ValueError as err:
         raise ValueError(f"{source}: {err}") from None
-    inner.check(name, parsed)
     return parsed
 
 

@@ -99,7 +99,7 @@ def storage(url: str | None, heartbeat: int | None) -> Any:
 
     if url is None:
         return optuna.storages.InMemoryStorage()
-    scheme = _scheme(url)
+    scheme = check_storage_url(url)
     try:
         with warnings.catch_warnings():  # optuna calls the heartbeat experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -128,7 +128,7 @@ def _heartbeat(seconds: int) -> dict[str, Any]:
     return {"heartbeat_interval": seconds, "grace_period": GRACE_BEATS * seconds, **callback}
 
 
-def _scheme(url: str) -> str:
+def check_storage_url(url: str) -> str:
     """The database of ``url``, refused unless one optuna stores studies in."""
     import sqlalchemy
 
