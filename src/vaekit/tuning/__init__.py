@@ -19,6 +19,7 @@ import numpy as np
 
 from vaekit.auto import profile
 from vaekit.data.writers import check_output_dir
+from vaekit.presets import check_settings, resolve
 from vaekit.settings import PREPROCESS_KEYS, VAE_KEYS, canonical, typed, vae_arguments
 from vaekit.tuning.output import FILES, STUDY_FILE, write_all
 from vaekit.tuning.space import Param, default_space, merged, read_space
@@ -241,7 +242,8 @@ def _fixed(fixed: dict[str, Any] | None) -> dict[str, Any]:
             f"fixed settings {other} are not settings of the model; give the conditions as y"
         )
     fixed = typed(fixed)
-    vae_arguments(fixed)
+    arguments = vae_arguments(fixed)
+    check_settings(resolve(arguments, arguments.get("preset")))
     return fixed
 
 
@@ -257,7 +259,8 @@ def _study(store: Any, name: str, split: Split, objective_name: str, X: Any) -> 
     data, another split or another objective."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # A failed trial's error reaches the caller; optuna's own log of it would be a traceback.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(
         storage=store, study_name=name, direction="maximize", load_if_exists=True
     )
