@@ -7,9 +7,11 @@ pruner, and returns its objective on the validation rows it never trained on.
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import math
 import re
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -104,13 +106,41 @@ def storage(url: str | None, heartbeat: int | None) -> Any:
         with warnings.catch_warnings():  # optuna calls the heartbeat experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             beats = {} if heartbeat is None else _heartbeat(heartbeat)
-            return optuna.storages.RDBStorage(url, **beats)
+            return _open(_with_driver(url), beats)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, OSError) as err:
         reason = " ".join(str(getattr(err, "orig", None) or err).split())[:200]
         raise ValueError(
             f"cannot open the study storage {shown_url(url)} ({scheme}): {reason}; check the "
             "URL, that the server runs and its driver is installed"
         ) from None
+
+
+def _open(url: str, beats: dict[str, Any], attempts: int = 5) -> Any:
+    """optuna's RDBStorage at ``url``. Workers started together on a new database race to
+    create its tables, and all but one fail on a duplicate key: they try again, and find them."""
+    import optuna
+    import sqlalchemy
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, **beats)
+        except sqlalchemy.exc.IntegrityError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _with_driver(url: str) -> str:
+    """``url`` with a PostgreSQL driver that is installed: SQLAlchemy 2.1 reads a plain
+    ``postgresql://`` as psycopg 3, and vaekit's ``postgres`` extra installs psycopg2."""
+    import sqlalchemy
+
+    parsed = sqlalchemy.engine.make_url(url)
+    installed = {m: importlib.util.find_spec(m) is not None for m in ("psycopg", "psycopg2")}
+    if parsed.drivername != "postgresql" or installed["psycopg"] or not installed["psycopg2"]:
+        return url
+    return parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
 
 
 def _heartbeat(seconds: int) -> dict[str, Any]:
