@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import vaekit
+from vaekit.settings import vae_arguments
 from vaekit.tuning import split_rows
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -73,7 +74,7 @@ def defaults(X: np.ndarray, fixed: dict, draws: int) -> tuple[list[float], float
     values, seconds = [], []
     for seed in SEEDS:
         tic = time.perf_counter()
-        model = vaekit.VAE(**fixed, seed=seed, verbose=False).fit(split.rest)
+        model = vaekit.VAE(**vae_arguments(fixed), seed=seed, verbose=False).fit(split.rest)
         seconds.append(time.perf_counter() - tic)
         values.append(float(model.log_likelihood(split.test, n_draws=draws).mean()))
     return values, float(np.mean(seconds))
@@ -107,7 +108,8 @@ def run(name: str, budget: float, n: int | None, draws: int, epochs: int | None)
         "trials": (states.count("COMPLETE"), states.count("PRUNED")),
         "unpruned_trials": len(unpruned.study.trials),
         "t_pruned": time_to(pruned.study, best), "t_unpruned": time_to(unpruned.study, best),
-        "settings": {k: v for k, v in pruned.settings.items() if k not in fixed},
+        "settings": {k: v for k, v in pruned.settings.items()
+                     if k not in fixed and k != "preprocess"},
     }
 
 
