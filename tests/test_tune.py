@@ -246,3 +246,20 @@ def _fit_like(result):  # noqa: ANN001
 def test_bad_arguments_are_clear_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         tune(data(), **kwargs)
+
+
+def test_a_fit_callback_sees_every_epoch_and_can_end_the_fit():
+    seen = []
+    model = vaekit.VAE(epochs=3, hidden=(), seed=0, verbose=False)
+    model.fit(data(), callback=lambda epoch, record: seen.append((epoch, record["val_loss"])))
+    assert [e for e, _ in seen] == [0, 1, 2]
+    assert [v for _, v in seen] == pytest.approx(model.history_["val_loss"].tolist(), rel=0)
+
+    def stop(epoch, record):  # noqa: ANN001
+        if epoch == 1:
+            raise optuna.TrialPruned("enough")
+
+    fresh = vaekit.VAE(epochs=3, hidden=(), seed=0, verbose=False)
+    with pytest.raises(optuna.TrialPruned):
+        fresh.fit(data(), callback=stop)
+    assert not hasattr(fresh, "module_")  # a fit that ends early leaves the model unfitted
