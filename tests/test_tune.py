@@ -225,6 +225,21 @@ def test_objectives_elbo_and_a_user_score():
     )
 
 
+def test_objectives_of_an_annotation():
+    import anndata
+
+    X = data(80)
+    adata = anndata.AnnData(X)
+    adata.obs["group"] = np.where(X[:, 0] > np.median(X[:, 0]), "high", "low")
+    adata.obs["odd"] = np.where(np.arange(80) % 5 == 0, "anomaly", "normal")
+    sep = tune(adata, n_trials=1, fixed=FAST, objective_name="separation:group", heartbeat=None)
+    assert -1 <= sep.test["tuned"] <= 1 and sep.study.trials[0].state.name == "COMPLETE"
+    auc = tune(adata, n_trials=1, fixed=FAST, objective_name="auroc:odd", heartbeat=None)
+    assert 0 <= auc.test["tuned"] <= 1
+    with pytest.raises(ValueError, match="'nope'"):
+        tune(adata, n_trials=1, fixed=FAST, objective_name="auroc:nope", heartbeat=None)
+
+
 def _fit_like(result):  # noqa: ANN001
     """The first trial's model, fitted again as the trial fitted it."""
     from vaekit.tuning.study import settings_of

@@ -73,6 +73,8 @@ CASES = [
     Case("tune/timeout-negative", _tune("--timeout", "-5m"), match="timeout"),
     Case("tune/trials-zero", _tune("--trials", "0"), match="--trials"),
     Case("tune/objective-unknown", _tune("--objective", "aic"), match="unknown objective"),
+    Case("tune/objective-no-such-column", _tune("--objective", "separation:cohort"),
+         match="'cohort'"),
     # the output folder
     Case("tune/out-is-a-file", _out_is_file, match="a file of that name exists"),
     Case("tune/out-holds-user-files", _out_has_user_files, match="did not write"),

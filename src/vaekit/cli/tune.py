@@ -40,8 +40,9 @@ def tune(
         "--config`)."
     ),
     objective: str = typer.Option(
-        "iwae", "--objective", help="iwae (importance-sampled log-likelihood) or elbo, on "
-        "held-out rows."
+        "iwae", "--objective", help="On held-out rows: iwae (importance-sampled "
+        "log-likelihood), elbo, separation:COLUMN (silhouette of an annotation's groups in the "
+        "latent space) or auroc:COLUMN (anomaly AUROC against the anomalies COLUMN marks)."
     ),
     prune: bool = typer.Option(True, "--prune/--no-prune", help="Prune poor trials early."),
     draws: int = typer.Option(100, "--draws", min=1, help="Importance samples per row (iwae)."),

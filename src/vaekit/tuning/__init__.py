@@ -170,8 +170,10 @@ def tune(
     fixed : dict, optional
         Settings every trial takes untouched (they leave the search space).
     objective_name : str or callable
-        ``"iwae"`` (importance-sampled log-likelihood), ``"elbo"``, or ``score(model, X, y)``
-        returning a float to maximise.
+        ``"iwae"`` (importance-sampled log-likelihood), ``"elbo"``, ``"separation:COLUMN"``
+        (silhouette of an annotation's groups in the latent space; X an AnnData),
+        ``"auroc:COLUMN"`` (anomaly AUROC against the rows COLUMN marks as anomalies), or
+        ``score(model, X, y)`` returning a float to maximise.
     prune, pruner :
         Prune trials on the per-epoch validation ELBO; ``pruner`` (an optuna pruner)
         replaces the default :class:`optuna.pruners.MedianPruner`.
@@ -197,6 +199,7 @@ def tune(
     given_seed = fixed.pop("seed", None)  # the tuner's seed is every fit's seed
     seed = seed if given_seed is None else given_seed
     split = split_rows(X, y, test_fraction, valid_fraction, seed)
+    score.check(split.valid)
     search = merged(default_space(profile(_matrix(split.train))), tuned, fixed)
     store, storage_url = _storage(storage_url, out, heartbeat)
     study = _study(store, study_name, split, score.name, X)

@@ -39,6 +39,12 @@ class Objective:
     name: str
     what: str
     score: Callable[[VAE, Any, Any, int], float]
+    column: str | None = None  # the annotation it reads, checked before any trial
+
+    def check(self, X: Any) -> None:
+        """Raise ValueError when X lacks the annotation this objective reads."""
+        if self.column is not None:
+            _column(X, self.column)
 
 
 def _iwae(model: VAE, X: Any, y: Any, n_draws: int) -> float:
@@ -58,15 +64,80 @@ OBJECTIVES: dict[str, Objective] = {
 }
 
 
+def _column(X: Any, column: str) -> np.ndarray:
+    """The annotation ``column`` of the rows of X (an AnnData from :func:`vaekit.read`)."""
+    obs = getattr(X, "obs", None)
+    if obs is None or column not in obs.columns:
+        known = [] if obs is None else list(map(str, obs.columns))
+        raise ValueError(
+            f"objective needs the annotation column {column!r}; the data have {known} (give "
+            "the annotations with --annotations FILE)"
+        )
+    return obs[column].to_numpy()
+
+
+def _separation(column: str) -> Callable[[VAE, Any, Any, int], float]:
+    """How well the latent space separates the groups of ``column``: the silhouette of the
+    posterior means (-1 to 1)."""
+
+    def score(model: VAE, X: Any, y: Any, n_draws: int) -> float:
+        from sklearn.metrics import silhouette_score
+
+        groups = _column(X, column).astype(str)
+        if len(set(groups)) < 2:
+            raise ValueError(f"column {column!r} has one group in the held-out rows; need 2+")
+        return float(silhouette_score(model.transform(X, y), groups))
+
+    return score
+
+
+ANOMALY = {"1", "1.0", "true", "yes", "anomaly", "anomalous"}
+NORMAL = {"0", "0.0", "false", "no", "normal", "control"}
+
+
+def _auroc(column: str) -> Callable[[VAE, Any, Any, int], float]:
+    """The anomaly AUROC of -ELBO against the labelled anomalies of ``column``."""
+
+    def score(model: VAE, X: Any, y: Any, n_draws: int) -> float:
+        from sklearn.metrics import roc_auc_score
+
+        words = [str(v).strip().lower() for v in _column(X, column)]
+        unknown = sorted(set(words) - ANOMALY - NORMAL)
+        if unknown:
+            raise ValueError(
+                f"column {column!r} has {unknown[0]!r}; mark anomalies 1/true/yes/anomaly and "
+                "the others 0/false/no/normal"
+            )
+        truth = np.array([w in ANOMALY for w in words])
+        if truth.all() or not truth.any():
+            raise ValueError(f"column {column!r} needs anomalies and normal rows in each split")
+        return float(roc_auc_score(truth, model.anomaly_score(X, y, n_draws=min(n_draws, 10))))
+
+    return score
+
+
+# objectives of an annotation column, written NAME:COLUMN
+BY_COLUMN: dict[str, tuple[str, Callable[[str], Callable]]] = {
+    "separation": ("latent separation (silhouette) of", _separation),
+    "auroc": ("anomaly AUROC against", _auroc),
+}
+
+
 def objective(choice: str | Callable) -> Objective:
-    """The :class:`Objective` named ``choice``, or a user's ``score(model, X, y) -> float``."""
+    """The :class:`Objective` named ``choice`` (``iwae``, ``elbo``, ``separation:COLUMN``,
+    ``auroc:COLUMN``), or a user's ``score(model, X, y) -> float``."""
     if callable(choice):
         name = getattr(choice, "__name__", "score")
         return Objective(name, f"{name} (user score)", lambda m, X, y, n: float(choice(m, X, y)))
+    kind, _, column = str(choice).partition(":")
+    if kind in BY_COLUMN and column:
+        what, make = BY_COLUMN[kind]
+        return Objective(str(choice), f"{what} {column!r}", make(column), column)
     if choice not in OBJECTIVES:
         raise ValueError(
-            f"unknown objective {choice!r}; choose one of {sorted(OBJECTIVES)} or pass a "
-            "function score(model, X, y) -> float (higher is better)"
+            f"unknown objective {choice!r}; choose one of {sorted(OBJECTIVES)}, "
+            f"{', '.join(k + ':COLUMN' for k in BY_COLUMN)}, or pass a function "
+            "score(model, X, y) -> float (higher is better)"
         )
     return OBJECTIVES[choice]
 
