@@ -9,7 +9,7 @@ again without pruning, for the same budget: "time to best" is when each study's 
 first reaches the unpruned study's final best (pruning should get there in at most 60% of the
 time); "-" when it never does within the budget.
 
-Datasets (../shared/data): TCGA (317 samples; the 2,000 most variable genes, fixed for both),
+Datasets (../shared/data): TCGA (317 samples; log1p, the 2,000 most variable genes, z-scores),
 the PBMC counts (4,271 cells x 2,000 genes) and Fashion-MNIST (``--images`` training images).
 Run from the repository root, one thread::
 

@@ -27,7 +27,7 @@ def tune(
     ),
     storage: str = typer.Option(
         None, "--storage", help="Study database URL: sqlite:///study.db, postgresql://user@host/db "
-        "(several workers may share it) [default: sqlite in --out]."
+        "(several workers may share it); by default SQLite in OUT/study.db."
     ),
     study: str = typer.Option("vaekit", "--study", help="Study name; the same name continues it."),
     space: Path = typer.Option(
