@@ -40,7 +40,8 @@ class OddPruner(optuna.pruners.BasePruner):
 def run(tmp_path_factory):
     """One tuning run with an output folder, shared by the checks of what it wrote."""
     out = tmp_path_factory.mktemp("tune") / "out"
-    result = tune(data(), out=out, n_trials=3, fixed={**FAST, "activation": "tanh"},
+    fixed = {**FAST, "activation": "tanh", "scale": "minmax"}  # a setting and a preprocessing flag
+    result = tune(data(), out=out, n_trials=3, fixed=fixed,
                   pruner=OddPruner(), n_draws=5, heartbeat=None)
     return result, out
 
@@ -128,8 +129,9 @@ def test_fixed_settings_pass_through_and_leave_the_space(run):
     assert not {"epochs", "hidden", "activation"} & set(result.space)
     for trial in result.study.trials:
         assert not {"epochs", "hidden", "activation"} & set(trial.params)
-    assert result.model.settings_["activation"] == "tanh"
-    assert result.default_model.settings_["activation"] == "tanh"
+    for model in (result.model, result.default_model):
+        assert model.settings_["activation"] == "tanh"
+        assert "minmax" in str(model.settings_["preprocess"]).lower()
 
 
 def test_pruned_trials_are_reported(run):

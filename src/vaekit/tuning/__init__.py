@@ -206,7 +206,7 @@ def tune(
     _optimize(study, search, fixed, split, score, n_draws, prune, pruner, n_trials, seconds,
               verbose)
     best = _best(study)
-    settings = {**fixed, **settings_of(best.params, fixed)}
+    settings = settings_of(best.params, fixed)  # the preprocessing flags become its steps
     model, default = (_refit(s, split, seed) for s in (settings, vae_arguments(fixed)))
     test = {
         "objective": score.name,
