@@ -21,6 +21,7 @@ from vaekit.auto import profile
 from vaekit.data.writers import check_output_dir
 from vaekit.presets import check_settings, resolve
 from vaekit.settings import PREPROCESS_KEYS, VAE_KEYS, canonical, typed, vae_arguments
+from vaekit.train import TrainingDiverged
 from vaekit.tuning.output import FILES, STUDY_FILE, write_all
 from vaekit.tuning.space import Param, default_space, merged, read_space
 from vaekit.tuning.study import (
@@ -111,6 +112,8 @@ class TuneResult:
     split : Split
     space : dict of Param
     fixed : dict
+    storage : str or None
+        The study's database URL, without its password.
     """
 
     study: Any
@@ -315,14 +318,8 @@ def _optimize(
         lambda t: run_trial(t, space, fixed, split, score, n_draws, prune),
         timeout=seconds,
         callbacks=callbacks,
-        catch=(_diverged(),),
+        catch=(TrainingDiverged,),  # a diverged trial fails; the study goes on
     )
-
-
-def _diverged() -> type:
-    from vaekit.train import TrainingDiverged
-
-    return TrainingDiverged
 
 
 def _say(study: Any, trial: Any) -> None:
