@@ -4,6 +4,7 @@ self-contained HTML report with optuna's matplotlib plots, each written atomical
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -109,7 +110,6 @@ PLOTS: tuple[tuple[str, str, str], ...] = (
 
 def _plots_section(study: Any) -> Section:
     """optuna's plots that the study allows; one that it does not is a note, not an error."""
-    import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as ovm
 
     section = Section("plots", "Search", "optuna's plots of the study.")
@@ -120,8 +120,16 @@ def _plots_section(study: Any) -> Section:
             section.notes.append(f"{title}: not drawn ({err})")
             continue
         section.panels.append(Panel.from_figure(fig, title, caption))
-        plt.close(fig)
+        _close(fig)
     return section
+
+
+def _close(fig: Any) -> None:
+    """Forget ``fig`` in pyplot's registry, where optuna's plots (``plt.subplots``) put it:
+    vaekit itself never imports pyplot, so it closes the figure through optuna's import."""
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close(fig)
 
 
 def _figure(plot: Callable, study: Any) -> Any:
