@@ -14,6 +14,7 @@ from vaekit._version import __version__
 if TYPE_CHECKING:
     from vaekit.data.readers import read
     from vaekit.likelihoods import LIKELIHOODS
+    from vaekit.tuning import tune
     from vaekit.vae import VAE, load
 
 # public name -> the module that defines it
@@ -22,9 +23,10 @@ _EXPORTS = {
     "VAE": "vaekit.vae",
     "load": "vaekit.vae",
     "read": "vaekit.data.readers",
+    "tune": "vaekit.tuning",
 }
 
-__all__ = ["LIKELIHOODS", "VAE", "__version__", "load", "read"]
+__all__ = ["LIKELIHOODS", "VAE", "__version__", "load", "read", "tune"]
 
 
 __getattr__, __dir__ = lazy_exports("vaekit", globals(), _EXPORTS)

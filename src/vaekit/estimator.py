@@ -367,6 +367,7 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         labels: Any = None,
         layer: str | None = None,
         resume: bool = False,
+        callback: Callable[[int, dict[str, float]], None] | None = None,
     ) -> BaseVAE:
         """Train on X (samples x features), conditioned on y when given.
 
@@ -387,6 +388,10 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             there is none), with the same data and settings; only those that say how long
             or where to train (epochs, patience, max_minutes, the checkpoint settings) may
             differ, and their changes are recorded in ``resumes_``.
+        callback : callable, optional
+            Called as ``callback(epoch, record)`` after each epoch with the epoch's record
+            (a row of ``history_``); an exception it raises ends the fit and leaves the model
+            as it was (a tuner prunes a trial this way).
 
         Returns
         -------
@@ -441,7 +446,7 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                     rows,
                     cov,
                     fitting.train_config(settings, seed),
-                    progress,
+                    _both(progress, callback),
                     labels=targets,
                     checkpoints=checkpoints,
                     resume=resume,
@@ -760,6 +765,20 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "module_")
         saving.write(self, path, metadata)
+
+
+def _both(
+    progress: Callable[[int, dict], None], callback: Callable[[int, dict], None] | None
+) -> Callable[[int, dict], None]:
+    """The progress bar's callback, then the caller's (if any)."""
+    if callback is None:
+        return progress
+
+    def both(epoch: int, record: dict) -> None:
+        progress(epoch, record)
+        callback(epoch, record)
+
+    return both
 
 
 def _with_labels(y: Any, labels: list | None) -> Any:

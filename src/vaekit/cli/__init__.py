@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import typer
 
 # Importing the command modules registers their commands.
-from vaekit.cli import anomaly, core, explore, impute, report, singlecell  # noqa: F401
+from vaekit.cli import anomaly, core, explore, impute, report, singlecell, tune  # noqa: F401
 from vaekit.cli.common import app
 from vaekit.train import TrainingDiverged, TrainingInterrupted
 
