@@ -99,3 +99,27 @@ def test_iwae_converges_to_the_closed_form_of_a_linear_gaussian_model():
         )
         assert np.all(est.numpy() <= exact + 0.05)
         np.testing.assert_allclose(est.numpy(), exact, atol=0.5)
+
+
+def test_scores_of_samples_far_outside_the_training_data_stay_finite_and_ordered():
+    """A feature constant in training is not scaled down, so a new sample can hold it at 1e6:
+    the linear encoder's log-variance then passed float32's exp, sigma became infinite and the
+    scores NaN (seen on TCGA's 11-sample DLBC cohort). The log-variance is capped: scores stay
+    finite and fall the further the sample lies."""
+    import warnings
+
+    from vaekit import VAE
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 30)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = VAE(likelihood="isotropic_gaussian", hidden=(), n_latent=3, epochs=30,
+                    preprocess=[], seed=0, verbose=False).fit(X)
+    far = np.repeat(X[:1], 5, axis=0)
+    far[:, 0] = 1e6 * np.arange(1, 6)
+    scores = model.score_samples(far)
+    assert np.isfinite(scores).all()
+    assert (np.diff(scores) < 0).all()
+    sigma = model.module_.encode(torch.from_numpy(far)).scale
+    assert float(sigma.max()) <= np.exp(10.0) * (1 + 1e-6)

@@ -116,7 +116,11 @@ def _median_skewness(head: Any) -> float:
     if not varying.any():
         return 0.0
     third = np.nanmean((X[:, varying] - mean[varying]) ** 3, 0)
-    return float(np.median(third / sd[varying] ** 3))
+    n = np.sum(~np.isnan(X[:, varying]), 0)
+    # the adjusted estimator G1 (pandas' and scipy's bias=False): the plain moment ratio
+    # runs low in small samples (11 log-normal expression samples: 0.98 where G1 gives 1.14)
+    adjust = np.sqrt(n * (n - 1.0)) / np.maximum(n - 2.0, 1.0)
+    return float(np.median(third / sd[varying] ** 3 * adjust))
 
 
 @dataclass(frozen=True)

@@ -169,6 +169,10 @@ class VAEModule(nn.Module):
         h = with_condition(self.encoder(self._encoder_input(x, observed), c), c)
         # float32 whatever autocast did to the layers: the KL and z stay exact.
         mean, logvar = full_precision(self.z_mean(h)), full_precision(self.z_logvar(h))
+        # A sample far outside the training data (say a gene constant in training, hence not
+        # scaled down, at 1e5) can push the log-variance past float32's exp: an infinite sigma
+        # made its scores NaN. No fitted posterior comes near e^10 times the prior's width.
+        logvar = logvar.clamp(max=LOGVAR_MAX)
         return Normal(mean, (0.5 * logvar).exp(), validate_args=False)
 
     def observed(self, x: torch.Tensor) -> torch.Tensor | None:
@@ -497,6 +501,9 @@ def _classifier(n_latent: int, n_labels: int, device: str | None = None) -> nn.M
 def _head(n_in: int, n_out: int, batch_norm: bool) -> nn.Module:
     linear = nn.Linear(n_in, n_out)
     return nn.Sequential(linear, nn.BatchNorm1d(n_out)) if batch_norm else linear
+
+
+LOGVAR_MAX = 20.0  # posterior variance at most e^20 (sd e^10): finite scores on any input
 
 
 def _noise(
