@@ -203,7 +203,9 @@ def test_a_killed_trial_is_failed_and_retried_never_counted(tmp_path):
     study = optuna.create_study(storage=store, study_name="vaekit", direction="maximize")
     dead = study.ask()
     store.record_heartbeat(dead._trial_id)
-    time.sleep(2.5)  # two missed beats: stale
+    # stale once more than the grace period (2 beats = 2 s) old, by SQLite's clock, which
+    # keeps whole seconds: an elapsed 2.5 s can read as 2, not past it (it failed so once)
+    time.sleep(4.0)
     result = tune(data(), n_trials=2, storage_url=url, fixed=FAST, n_draws=5, heartbeat=1)
     states = [t.state.name for t in result.study.trials]
     assert states[0] == "FAIL" and states.count("COMPLETE") == 2 and len(states) == 3
