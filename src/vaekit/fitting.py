@@ -38,7 +38,8 @@ def fit_tables(
     """X validated, the preprocessed table the model reads and the fitted preprocessor. The
     settings nobody gave (not in ``fixed``) are chosen from the data first (:mod:`vaekit.auto`):
     preprocessing from the raw values, the others from what the model will see. A backed
-    AnnData is read as stored, checked in one streaming pass and never loaded."""
+    AnnData is never loaded: its preprocessing is fitted from block statistics and its data
+    checked in one streaming pass."""
     if "likelihood" in fixed and get_likelihood(settings["likelihood"]).support.name != "real":
         fixed = fixed | {"preprocess"}  # z-scores would leave the support the user chose
     if is_backed(X):
@@ -63,14 +64,16 @@ def _backed_tables(
     if masked:
         _refuse_masked()
     raw = _backed_matrix(X, layer)
-    automatic(settings, fixed, raw, auto.PREPROCESS_RULES)
-    preprocessor = Preprocessor(settings["preprocess"])
-    names = [str(v) for v in X.var_names]
-    preprocessor.fit_stream(lambda: (rows for _, rows in raw.blocks()), names)
-    if preprocessor.steps:
-        raw.preprocessed(preprocessor.transform)
-    automatic(settings, fixed, raw, auto.RULES)
-    raw.close()
+    try:
+        automatic(settings, fixed, raw, auto.PREPROCESS_RULES)
+        preprocessor = Preprocessor(settings["preprocess"])
+        names = [str(v) for v in X.var_names]
+        preprocessor.fit_stream(lambda: (rows for _, rows in raw.blocks()), names)
+        if preprocessor.steps:
+            raw.preprocessed(preprocessor.transform)
+        automatic(settings, fixed, raw, auto.RULES)
+    finally:
+        raw.close()
     likelihood = settings["likelihood"]
     table = backed_table(X, layer, get_likelihood(likelihood).support, likelihood, preprocessor)
     return (stored_table(X, layer) if preprocessor.steps else table), table, preprocessor
