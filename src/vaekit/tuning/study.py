@@ -188,15 +188,17 @@ def storage(url: str | None, heartbeat: int | None) -> Any:
 
 def _open(url: str, beats: dict[str, Any], attempts: int = 5) -> Any:
     """optuna's RDBStorage at ``url``. Workers started together on a new database race to
-    create its tables, and all but one fail on a duplicate key: they try again, and find them."""
+    create its tables, and all but one fail, on a duplicate key or (PostgreSQL, with older
+    SQLAlchemy) a table that "already exists": they try again, and find them."""
     import optuna
     import sqlalchemy
 
     for attempt in range(attempts):
         try:
             return optuna.storages.RDBStorage(url, **beats)
-        except sqlalchemy.exc.IntegrityError:
-            if attempt == attempts - 1:
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as err:
+            raced = isinstance(err, sqlalchemy.exc.IntegrityError) or "already exists" in str(err)
+            if not raced or attempt == attempts - 1:
                 raise
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")
