@@ -58,6 +58,9 @@ def test_settings_follow_the_data_and_are_recorded(tmp_path):
     assert s["hidden"] == () and s["preprocess"] == ("zscore",)
     assert s["likelihood"] == "isotropic_gaussian" and s["n_latent"] == 3  # the planted rank
     assert any(note.startswith("hidden = ()") for note in s["auto"])
+    # linear maps and an isotropic Gaussian: probabilistic PCA's solution is the start
+    assert s["init"] == "pca" and any(note.startswith("init = 'pca'") for note in s["auto"])
+    assert s["lr"] == 1e-3  # 0.2 / 20 features is above the default
     assert s["batch_size"] == auto._batch(auto.profile(X)) < 128
     a.save(tmp_path / "m")
     assert vaekit.load(tmp_path / "m").settings_["auto"] == s["auto"]
@@ -106,3 +109,22 @@ def test_the_readme_lists_every_rule():
     text = README.read_text()
     for row in auto.table():
         assert row["rule"] in text, row
+
+
+def test_a_pca_start_only_where_it_fits():
+    """The automatic init="pca" and its learning rate follow the features; with conditions it
+    falls back to random weights (and says so); an explicit one that cannot apply is refused
+    before anything is trained."""
+    chosen, _ = auto.choose(auto.RULES, auto.Profile(300, 20_000, "real"), set())
+    assert chosen["init"] == "pca" and chosen["lr"] == pytest.approx(0.2 / 20_000, rel=1e-12)
+    chosen, notes = auto.choose(auto.RULES, auto.Profile(300, 50, "unit"), set())
+    assert "init" not in chosen and "lr" not in chosen  # bernoulli: no PCA start
+    X = low_rank(120)
+    batch = np.repeat(["a", "b"], 60)
+    model = vaekit.VAE(seed=0, epochs=2, verbose=False).fit(X, y=batch)
+    assert model.settings_["init"] == "random" and model.settings_["lr"] == 1e-3
+    assert any(n.startswith("init = 'random': pca would need no conditions")
+               for n in model.settings_["auto"])
+    with pytest.raises(ValueError, match=r"init='pca'.*lacks: hidden=\(\)"):
+        vaekit.VAE(init="pca", hidden=(8,), epochs=1, verbose=False).fit(X)
+    assert not hasattr(vaekit.VAE(), "module_")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy.stats import multivariate_normal
 from torch.distributions import Normal
 
 from vaekit import iwae
@@ -114,8 +115,9 @@ def test_scores_of_samples_far_outside_the_training_data_stay_finite_and_ordered
     X = rng.normal(size=(200, 30)).astype(np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # random weights: PCA's start has log-variance weights of 0, which never overflow
         model = VAE(likelihood="isotropic_gaussian", hidden=(), n_latent=3, epochs=30,
-                    preprocess=[], seed=0, verbose=False).fit(X)
+                    preprocess=[], seed=0, verbose=False, init="random").fit(X)
     far = np.repeat(X[:1], 5, axis=0)
     far[:, 0] = 1e6 * np.arange(1, 6)
     scores = model.score_samples(far)
@@ -123,3 +125,39 @@ def test_scores_of_samples_far_outside_the_training_data_stay_finite_and_ordered
     assert (np.diff(scores) < 0).all()
     sigma = model.module_.encode(torch.from_numpy(far)).scale
     assert float(sigma.max()) <= np.exp(10.0) * (1 + 1e-6)
+
+
+# --------------------------------------------------------------------------- init_ppca
+
+
+def _ppca_module(d: int, k: int, **config) -> VAEModule:
+    settings = {"likelihood": "isotropic_gaussian", "hidden": (), **config}
+    return VAEModule(ModelConfig(n_input=d, n_latent=k, **settings)).double()
+
+
+@pytest.mark.parametrize("k", [3, 12])  # below the data's rank, and beyond the planted rank
+def test_init_ppca_is_probabilistic_pca(k):
+    """After init_ppca every importance weight equals log N(x; mean, WW' + s2 I) (the
+    posterior is exact), and that covariance is PPCA's maximum-likelihood one: the top k
+    eigenvalues of the sample covariance (divisor n) and their mean beyond, in float64."""
+    rng = np.random.default_rng(0)
+    n, d = 60, 40
+    X = rng.normal(size=(n, 3)) @ rng.normal(size=(3, d)) * 2 + rng.normal(size=(n, d)) + 3
+    m = _ppca_module(d, k)
+    m.init_ppca(torch.tensor(X))
+    draws = m.importance_draws(m.batch(torch.tensor(X)), 5)
+    log_w = (draws.log_px - draws.log_ratio).detach().numpy()  # (5, n)
+    W = m.likelihood.out.weight.detach().numpy()
+    s2 = float(m.likelihood.log_scale.detach().exp() ** 2)
+    cov = W @ W.T + s2 * np.eye(d)
+    expected = multivariate_normal(X.mean(0), cov).logpdf(X)
+    np.testing.assert_allclose(log_w, np.broadcast_to(expected, log_w.shape), rtol=0, atol=1e-8)
+    sample = np.linalg.eigvalsh(np.cov(X.T, bias=True))[::-1]
+    np.testing.assert_allclose(np.linalg.eigvalsh(cov)[::-1][:k], sample[:k], rtol=1e-10)
+    np.testing.assert_allclose(s2, sample[k:].mean(), rtol=1e-10)
+
+
+def test_init_ppca_refuses_a_non_linear_model():
+    m = _ppca_module(8, 2, hidden=(4,))
+    with pytest.raises(ValueError, match=r"init='pca'.*lacks: hidden=\(\)"):
+        m.init_ppca(torch.zeros(5, 8, dtype=torch.float64))

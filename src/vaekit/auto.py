@@ -30,6 +30,7 @@ PROFILE_ROWS = 5_000
 SKEWED = 1.0  # median feature skewness above which positive values are log-transformed
 SMALL, LARGE = 1_000, 10_000  # samples: linear maps below SMALL, a wider layer from LARGE
 STEPS = 4_000  # optimisation steps a run aims at (epochs follow from the batches per epoch)
+PCA_LR_SCALE = 0.2  # init="pca": lr at most this over the number of features (see _pca_lr)
 
 
 @dataclass(frozen=True)
@@ -126,8 +127,8 @@ def _median_skewness(head: Any) -> float:
 @dataclass(frozen=True)
 class Rule:
     """One row of the table: ``setting`` takes ``value(profile, settings)`` (the settings
-    given or chosen so far) when ``when(profile)``; the first rule of a setting that applies
-    decides. ``why`` says when, for ``settings_["auto"]``."""
+    given or chosen so far) when ``when(profile)`` and that value is not None; the first rule
+    of a setting that applies decides. ``why`` says when, for ``settings_["auto"]``."""
 
     setting: str
     why: str
@@ -148,6 +149,27 @@ def _epochs(p: Profile, batch_size: int) -> int:
     """About :data:`STEPS` steps of ``batch_size`` rows, from 20 to 1,000 epochs."""
     steps_per_epoch = max(1, math.ceil(0.9 * p.n_samples / batch_size))
     return int(min(1000, max(20, round(STEPS / steps_per_epoch))))
+
+
+def _linear_gaussian(s: dict[str, Any]) -> bool:
+    """Whether the settings make a model that :meth:`vaekit.model.VAEModule.init_ppca` can set
+    (conditions, unknown here, are checked when the model is built)."""
+    return (s["hidden"] == () and s["decoder_hidden"] in (None, ()) and s["likelihood"] ==
+            "isotropic_gaussian" and s["architecture"] in (None, "mlp") and s["missing"] != "mask"
+            and not s["posterior_batch_norm"])
+
+
+def _init(p: Profile, s: dict[str, Any]) -> str | None:
+    return "pca" if _linear_gaussian(s) else None
+
+
+def _pca_lr(p: Profile, s: dict[str, Any]) -> float | None:
+    """Adam moves every weight by about ``lr`` a step, so a linear encoder's output by up to
+    ``lr`` times the features: from probabilistic PCA's optimum, 1e-3 on 20,000 genes jumps
+    away from it at the first steps (the loss rose fivefold on TCGA), 1e-5 stays."""
+    if s["init"] != "pca":
+        return None
+    return float(min(DEFAULTS["lr"], PCA_LR_SCALE / p.n_features))
 
 
 def _hidden_large(p: Profile) -> tuple[int, ...]:
@@ -178,6 +200,11 @@ RULES: tuple[Rule, ...] = (
          lambda p: p.n_samples < SMALL, lambda p, s: ()),
     Rule("hidden", "10,000 samples or more -> one layer of features/2 (128 to 512)",
          lambda p: p.n_samples >= LARGE, lambda p, s: _hidden_large(p)),
+    Rule("init", "under 1,000 samples, linear maps and isotropic_gaussian -> pca (probabilistic "
+         "PCA's solution, the ELBO's optimum; Adam from random weights drifts when features >> "
+         "samples)", lambda p: p.n_samples < SMALL, _init),
+    Rule("lr", "with init pca -> 0.2 / features, at most 0.001 (Adam's steps would leave PCA's "
+         "optimum)", lambda p: p.n_samples < SMALL, _pca_lr),
     Rule("condition_scale", "under 2,000 samples -> 3 (20 lets the label alone decode: z "
          "collapses)", lambda p: p.n_samples < 2_000, lambda p, s: 3.0),
     Rule("batch_size", "under 1,024 samples -> batches of n/8 (16 to 128)",
@@ -201,6 +228,8 @@ def choose(
         if rule.setting in fixed or rule.setting in chosen or not rule.when(p):
             continue
         value = rule.value(p, {**DEFAULTS, **(settings or {}), **chosen})
+        if value is None:  # the rule does not apply to these settings
+            continue
         chosen[rule.setting] = value
         notes.append(f"{rule.setting} = {_show(value)}: {rule.why}")
     return chosen, notes

@@ -48,6 +48,8 @@ MISSING: tuple[str, ...] = ("error", "mask")
 # The arithmetic of the training step's networks: "fp32", or "bf16" (autocast: matrix products
 # in bfloat16, the likelihood and the KL in float32). Evaluation is always float32.
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+# Starting weights: random (PyTorch's), or probabilistic PCA's solution (VAEModule.init_ppca).
+INITS: tuple[str, ...] = ("random", "pca")
 
 
 @dataclass(frozen=True)
@@ -232,6 +234,7 @@ class TrainConfig:
     loadings_l1: float = 0.0
     iw_samples: int = 1
     lr_patience: int | None = None
+    init: str = "random"
     max_minutes: float | None = None
     checkpoint_dir: str | None = None
     checkpoint_minutes: float | None = 10.0

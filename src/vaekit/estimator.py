@@ -165,6 +165,12 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     lr_patience : int [None]
         Halve the learning rate when the validation loss has not improved for this many
         epochs after the warm-up (None: a constant rate).
+    init : {"random", "pca"} ["random"]
+        Starting weights: PyTorch's random ones, or ``"pca"``: probabilistic PCA's
+        maximum-likelihood solution on the training rows (Tipping & Bishop 1999), the ELBO's
+        optimum for a model with linear maps and an isotropic Gaussian likelihood (the only
+        models it applies to; others raise ``ValueError``); training then refines it. Chosen
+        automatically for such models under 1,000 samples (:mod:`vaekit.auto`).
     max_minutes : float [None]
         End training after the epoch that crosses this many minutes (of this call to ``fit``:
         a resumed run counts afresh).
@@ -294,6 +300,7 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         loadings_l1: float | None = None,
         iw_samples: int | None = None,
         lr_patience: int | None = None,
+        init: str | None = None,
         max_minutes: float | None = None,
         missing: str | None = None,
         mask_rate: float | None = None,
@@ -343,6 +350,7 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.loadings_l1 = loadings_l1
         self.iw_samples = iw_samples
         self.lr_patience = lr_patience
+        self.init = init
         self.max_minutes = max_minutes
         self.missing = missing
         self.mask_rate = mask_rate
@@ -430,6 +438,7 @@ class BaseVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         )
         n_labels = 0 if classes is None else len(classes.classes)
         config = fitting.model_config(settings, n_input, cov, chw, n_labels)
+        fitting.settle_init(settings, given, config)
         checkpoints = fitting.checkpoints(
             settings, seed, config, table, _with_labels(y, label_values)
         )

@@ -18,9 +18,9 @@ from vaekit.data.backed import BackedMatrix
 from vaekit.data.backed_files import backed_table, is_backed, matrix_key, stored_table
 from vaekit.data.preprocess import Preprocessor
 from vaekit.likelihoods import get_likelihood
-from vaekit.model import VAEModule
+from vaekit.model import VAEModule, ppca_unmet
 from vaekit.nn import get_architecture
-from vaekit.options import RESUMABLE, feeding
+from vaekit.options import DEFAULTS, RESUMABLE, feeding
 from vaekit.validation import (
     Table,
     align_features,
@@ -184,6 +184,31 @@ def model_config(
 def _frozen(value: Any) -> Any:
     """Layer sizes as a tuple, as the frozen config compares and hashes them."""
     return tuple(value) if isinstance(value, (list, tuple, np.ndarray)) else value
+
+
+def settle_init(settings: dict[str, Any], fixed: set[str], config: ModelConfig) -> None:
+    """An automatic ``init="pca"`` (:mod:`vaekit.auto`) that the model cannot take, with the
+    conditions ``fit`` was given say, falls back in place to random weights and the default
+    learning rate, and says so in ``settings["auto"]``.
+
+    Raises
+    ------
+    ValueError
+        For an explicit ``init="pca"`` that the model cannot take, naming what it lacks.
+    """
+    unmet = ppca_unmet(config)
+    if settings["init"] != "pca" or not unmet:
+        return
+    if "init" in fixed:
+        raise ValueError(
+            f"init='pca' sets a linear model with an isotropic Gaussian likelihood; this one "
+            f"lacks: {unmet}. Set those, or init='random'"
+        )
+    settings["init"] = "random"
+    notes = [n for n in settings["auto"] if not n.startswith(("init = ", "lr = "))]
+    if "lr" not in fixed:
+        settings["lr"] = DEFAULTS["lr"]
+    settings["auto"] = [*notes, f"init = 'random': pca would need {unmet}"]
 
 
 def train_config(s: dict[str, Any], seed: int) -> TrainConfig:

@@ -18,7 +18,7 @@ from torch.distributions import Distribution, Normal
 from vaekit import _memory
 from vaekit.batch import Batch
 from vaekit.config import ModelConfig
-from vaekit.likelihoods import Likelihood, full_precision, get_likelihood
+from vaekit.likelihoods import MIN_LOG_SCALE, Likelihood, full_precision, get_likelihood
 from vaekit.nn import get_architecture
 from vaekit.nn.mlp import with_condition
 from vaekit.objectives import Regulariser
@@ -387,6 +387,40 @@ class VAEModule(nn.Module):
         decoder body has no layers of its own), whose weights are then the loadings."""
         return len(self.decoder.layers) == 0
 
+    @torch.no_grad()
+    def init_ppca(self, X: torch.Tensor) -> None:
+        """Set the weights to probabilistic PCA's maximum-likelihood solution for the rows
+        ``X`` (n, n_input) (Tipping & Bishop 1999): loadings ``W = V_k (L_k - s2 I)^1/2`` from
+        the top ``n_latent`` principal axes ``V_k`` and variances ``L_k``, the noise variance
+        ``s2`` the mean variance left over, and the exact posterior, diagonal because the
+        loadings are orthogonal: mean ``(W'W + s2 I)^-1 W'(x - mean)``, variance
+        ``s2 / (L_k)``. The ELBO then equals the log-likelihood, and this is the ELBO's
+        optimum for such a model (Lucas et al. 2019): with p >> n features Adam from random
+        weights drifts far from it (held-out scores ordered little better than chance).
+
+        Raises
+        ------
+        ValueError
+            When the module is not a linear isotropic Gaussian model (:func:`ppca_unmet`).
+        """
+        missing = ppca_unmet(self.config)
+        if missing:
+            raise ValueError(
+                f"init='pca' sets a linear model with an isotropic Gaussian likelihood; this "
+                f"one lacks: {missing}. Set those, or init='random'"
+            )
+        s2, loadings, mean = _ppca(X.double(), self.config.n_latent)
+        precision = 1.0 / ((loadings**2).sum(0) + s2)  # diagonal of (W'W + s2 I)^-1
+        encoder = precision[:, None] * loadings.T
+        for layer, weight, bias in (
+            (self.likelihood.out, loadings, mean),
+            (self.z_mean, encoder, -(encoder @ mean)),
+            (self.z_logvar, torch.zeros_like(encoder), (s2 * precision).log()),
+        ):
+            layer.weight.copy_(weight)
+            layer.bias.copy_(bias)
+        self.likelihood.log_scale.fill_(0.5 * math.log(s2))
+
     def latent_weights(self) -> torch.Tensor:
         """(n_out, n_latent) weights of the decoder's first layer on z (after folding a batch
         norm): the loadings of a one-layer decoder, and what ``loadings_l1`` makes sparse."""
@@ -502,6 +536,48 @@ def _head(n_in: int, n_out: int, batch_norm: bool) -> nn.Module:
     linear = nn.Linear(n_in, n_out)
     return nn.Sequential(linear, nn.BatchNorm1d(n_out)) if batch_norm else linear
 
+
+def ppca_unmet(config: ModelConfig) -> str:
+    """What a model of ``config`` lacks for :meth:`VAEModule.init_ppca` ("" when nothing):
+    linear maps on both sides (no hidden layers, batch norm or conditions, no missing-value
+    mask) and the isotropic Gaussian likelihood, the model whose optimum probabilistic PCA
+    is."""
+    c = config
+    needs = {
+        "architecture='mlp'": c.architecture == "mlp",
+        "hidden=()": c.hidden == (),
+        "decoder_hidden=() or None": c.decoder_layers == (),
+        "likelihood='isotropic_gaussian'": c.likelihood == "isotropic_gaussian",
+        "no conditions (batch, labels, covariates)": c.n_covariates == 0,
+        "missing='error'": c.missing != "mask",
+        "posterior_batch_norm=False": not c.posterior_batch_norm and not c.output_batch_norm,
+    }
+    return ", ".join(need for need, met in needs.items() if not met)
+
+
+def _ppca(X: torch.Tensor, k: int) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """(noise variance, (d, k) loadings, (d,) mean) of probabilistic PCA's maximum-likelihood
+    fit to the rows of ``X``; loadings beyond the data's rank (or the noise level) are 0."""
+    n, d = X.shape
+    mean = X.mean(0)
+    centred = X - mean
+    if min(n, d) > PPCA_EXACT:  # a randomized SVD of the top axes (Halko et al. 2011)
+        _, s, V = torch.svd_lowrank(centred, q=min(k + 10, n, d), niter=4)
+        axes = V.T
+    else:
+        _, s, axes = torch.linalg.svd(centred, full_matrices=False)
+    variances = (s**2 / n)[:k]
+    total = float((centred**2).sum()) / n
+    kept = len(variances)
+    s2 = max((total - float(variances.sum())) / max(d - kept, 1), total * 1e-6, PPCA_MIN_S2)
+    loadings = torch.zeros(d, k, dtype=X.dtype, device=X.device)
+    loadings[:, :kept] = axes[:kept].T * (variances - s2).clamp(min=0).sqrt()
+    return s2, loadings, mean
+
+
+# Above this many rows and features, init_ppca takes the top axes by a randomized SVD.
+PPCA_EXACT = 4_000
+PPCA_MIN_S2 = math.exp(2 * MIN_LOG_SCALE)  # the Gaussian likelihoods' SD floor, squared
 
 LOGVAR_MAX = 20.0  # posterior variance at most e^20 (sd e^10): finite scores on any input
 

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from vaekit.config import DECODERS, MISSING, PRECISIONS
+from vaekit.config import DECODERS, INITS, MISSING, PRECISIONS
 
 
 # ---------------------------------------------------------------------------- constraints
@@ -373,6 +373,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Train on the importance-weighted bound (IWAE) with K draws.", "train"),
     Setting("lr_patience", None, OrNone(Integer(1)),
             "Halve the learning rate after N epochs without progress.", "train"),
+    Setting("init", "random", Choice(lambda: INITS),
+            "Starting weights: random, or pca (probabilistic PCA's solution; linear "
+            "isotropic Gaussian models).", "train"),
     Setting("max_minutes", None, OrNone(_POSITIVE),
             "Stop after the epoch that crosses M minutes (of this run).", "train",
             resumable=True),

@@ -277,6 +277,8 @@ def train(
     """
     train_idx, val_idx, gen = seeded_split(len(data), config.validation_fraction, config.seed)
     stopping = config.early_stopping and len(val_idx) > 0
+    if config.init == "pca" and not resume:  # a resumed run has its weights already
+        module.init_ppca(data.take(train_idx.sort().values).to(torch.float64))
     w = world()
     graphs = _graphable(module, data, config, w)
     opt = adam(module, config, capturable=graphs)

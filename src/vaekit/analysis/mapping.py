@@ -90,7 +90,9 @@ def extend(
     )
     prepared = new.prepare(query, y, layer=layer)
     targets = _targets(model, query, labels, n)
-    settings = {**new.settings_, "checkpoint_dir": None, "kl_warmup": 0, "weight_decay": 0.0}
+    # the reference's weights are the start: never set afresh (init)
+    settings = {**new.settings_, "checkpoint_dir": None, "kl_warmup": 0, "weight_decay": 0.0,
+                "init": "random"}
     settings["epochs"] = settings["epochs"] if epochs is None else epochs
     seed = new.seed_ if seed is None else seed
     config = fitting.train_config(settings, seed)
