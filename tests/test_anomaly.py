@@ -15,8 +15,9 @@ from test_cli import assert_user_error, cli
 from torch.distributions import Normal
 
 import vaekit
-from vaekit.analysis.anomaly import SCORES
+from vaekit.analysis.anomaly import SCORES, default_method
 from vaekit.calibration import Calibration, min_control
+from vaekit.likelihoods import LIKELIHOODS
 
 N_FEATURES, RANK, NOISE = 20, 3, 0.1
 SHIFTED = [4, 11]  # the features moved off the manifold in planted outliers
@@ -83,7 +84,7 @@ def test_elbo_and_iwae_scores_match_monte_carlo_by_hand(model, with_outliers):
     -ELBO averaged over draws, "iwae" is -log mean_k w_k over 100 draws (Burda et al.
     2016). Each per-row gap lies within 5 Monte Carlo standard errors of the two estimates."""
     X = with_outliers.iloc[:50]
-    elbo = model.anomaly_score(X, n_draws=200, seed=1)
+    elbo = model.anomaly_score(X, method="elbo", n_draws=200, seed=1)
     iwae = model.anomaly_score(X, method="iwae", seed=1)  # 100 importance samples by default
     log_w, per_draw = _log_weights(model, X, 2000, seed=7)
     by_hand = -per_draw.mean(0)
@@ -111,7 +112,36 @@ def test_deviance_removes_the_entropy_of_grey_pixels(fitted, digits):
     assert (deviance > 0).all() and entropy.min() > 1  # grey pixels: a correction that matters
     binary = (X > 0.5).astype(np.float32)  # no entropy: the deviance is the -ELBO
     np.testing.assert_allclose(
-        fitted.anomaly_score(binary, method="deviance"), fitted.anomaly_score(binary), atol=1e-4
+        fitted.anomaly_score(binary, method="deviance"),
+        fitted.anomaly_score(binary, method="elbo"),
+        atol=1e-4,
+    )
+
+
+def test_bernoulli_and_count_models_score_by_mean_deviance_by_default(fitted, model, digits):
+    """-ELBO ranks grey images by their ink and cells by their depth; the deviance of the
+    posterior mean's reconstruction removes what the saturated fit charges, so it is the
+    default score (and calibration) of Bernoulli and count models; Gaussian models, whose
+    deviance ranks as -ELBO does, keep -ELBO."""
+    defaults = {name: cls.anomaly_score for name, cls in LIKELIHOODS.items()}
+    assert set(defaults.values()) <= set(SCORES)
+    assert {n for n, m in defaults.items() if m == "mean_deviance"} == {
+        "bernoulli", "poisson", "nb", "zinb"
+    }  # fmt: skip
+    X = digits[1][:60]
+    np.testing.assert_array_equal(
+        fitted.anomaly_score(X), fitted.anomaly_score(X, method="mean_deviance")
+    )
+    assert copy.deepcopy(fitted).calibrate(X, fpr=0.1).calibration_.method == "mean_deviance"
+    table = low_rank(50, seed=5)
+    assert default_method(model) == "elbo"
+    np.testing.assert_array_equal(
+        model.anomaly_score(table, seed=2), model.anomaly_score(table, method="elbo", seed=2)
+    )
+    counts = np.random.default_rng(0).poisson(3.0, size=(200, 12)).astype(np.float32)
+    nb = vaekit.VAE(likelihood="nb", epochs=1, hidden=(8,), verbose=False).fit(counts)
+    np.testing.assert_array_equal(
+        nb.anomaly_score(counts[:20]), nb.anomaly_score(counts[:20], method="mean_deviance")
     )
 
 
@@ -373,7 +403,7 @@ def test_cli_calibrates_with_control_and_stores_it(files, model_dir, tmp_path, c
     parts = pd.read_csv(tmp_path / "c.tsv", sep="\t", index_col=0)
     assert parts.shape == (300, N_FEATURES) and parts.index[0] == "s3_0"
     cal = vaekit.load(model_dir).calibration_
-    assert (cal.method, cal.fpr, cal.n_control) == ("elbo", 0.1, 200)
+    assert (cal.method, cal.fpr, cal.n_control) == ("elbo", 0.1, 200)  # a Gaussian model's
     # A later run flags with the stored calibration, without --control.
     code, out, err = cli(
         capsys, "score", model_dir, files / "data.csv", "-o", tmp_path / "again.tsv"

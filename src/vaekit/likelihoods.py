@@ -144,6 +144,9 @@ class Likelihood(nn.Module):
     uses_library: ClassVar[bool] = False
     per_pixel: ClassVar[bool] = False
     _no_saturated: ClassVar[str] = ""  # why it has no saturated log-likelihood, for the message
+    # The score `anomaly_score` uses when none is named (vaekit.analysis.anomaly.SCORES): -ELBO
+    # unless the family charges each sample for its own randomness (below).
+    anomaly_score: ClassVar[str] = "elbo"
 
     def __init__(
         self, n_hidden: int, n_features: int, batch_norm: bool = False, out: nn.Module | None = None
@@ -225,6 +228,8 @@ class BernoulliLikelihood(Likelihood):
 
     support = UNIT_INTERVAL
     per_pixel = True
+    # A grey pixel costs its entropy however well it is rebuilt, so -ELBO ranks images by ink.
+    anomaly_score = "mean_deviance"
 
     def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> Distribution:
         # validate_args=False: grey values in [0, 1] are scored by cross-entropy, as is usual.
@@ -252,6 +257,8 @@ class _CountLikelihood(Likelihood):
 
     support = COUNTS
     uses_library = True
+    # A deep sample costs more nats whatever its type, so -ELBO ranks cells by depth.
+    anomaly_score = "mean_deviance"
 
     def log_mean(self, h: torch.Tensor, library: torch.Tensor | None) -> torch.Tensor:
         if library is None:

@@ -83,13 +83,15 @@ class VAE(BaseVAE):
         self,
         X: Any,
         y: Any = None,
-        method: str = "elbo",
+        method: str | None = None,
         *,
         layer: str | None = None,
         n_draws: int | None = None,
         seed: int = 0,
     ) -> np.ndarray:
-        """Per-sample anomaly scores, higher = more anomalous: ``"elbo"`` (-ELBO), ``"iwae"``
+        """Per-sample anomaly scores, higher = more anomalous: by default ``"mean_deviance"``
+        for Bernoulli and count likelihoods, else ``"elbo"`` (:func:`vaekit.analysis.anomaly.
+        default_method`); ``"elbo"`` (-ELBO), ``"iwae"``
         (-log p(x), importance-sampled), ``"reconstruction"`` (-E_q log p(x|z), An & Cho
         2015), ``"deviance"`` (-ELBO + log p(x | saturated)) or ``"mean_deviance"`` (the
         deviance of x decoded from its posterior mean); see
@@ -104,7 +106,7 @@ class VAE(BaseVAE):
         X_control: Any,
         y: Any = None,
         fpr: float = 0.05,
-        method: str = "elbo",
+        method: str | None = None,
         *,
         layer: str | None = None,
         n_draws: int | None = None,

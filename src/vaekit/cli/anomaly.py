@@ -33,7 +33,7 @@ def score(
     method: str = typer.Option(
         None,
         help="elbo, iwae, reconstruction, deviance or mean_deviance (default: the stored "
-        "calibration's method, else elbo).",
+        "calibration's method, else mean_deviance for Bernoulli and count models, else elbo).",
     ),
     control: Path = typer.Option(
         None, "--control", help="Control samples (not used in training) to calibrate against now."
@@ -61,7 +61,7 @@ def score(
     """Anomaly scores of DATA (higher = less like the training data), with a flag and a p-value
     per sample when the model is calibrated (stored, or now with --control)."""
     import vaekit
-    from vaekit.analysis.anomaly import get_score
+    from vaekit.analysis.anomaly import default_method, get_score
     from vaekit.data.writers import check_output, write_table
 
     _check_options(control, fpr, save_calibration)
@@ -70,7 +70,7 @@ def score(
             check_output(path)
     model = vaekit.load(model_dir)
     stored = getattr(model, "calibration_", None)
-    method = method or (stored.method if stored is not None else "elbo")
+    method = method or (stored.method if stored is not None else default_method(model))
     get_score(method)  # an unknown method fails before any reading
     adata = read(data, transpose, annotations, layer)
     truth = None if anomalies is None else anomaly_labels(adata, anomalies)
