@@ -8,8 +8,8 @@ training length from the data) is compared, on the same held-out rows, with:
   model's latent features;
 - **one-class anomaly AUROC**: trained on the training rows of one class, the test rows of
   the other classes are the anomalies (classes: the first three labels; the mean AUROC over
-  the three), scored by ``anomaly_score`` with its default score (the deviance where the
-  likelihood defines it, else -ELBO; -ELBO and ``mean_deviance`` are shown beside it), against
+  the three), scored by ``anomaly_score`` with its default score (``mean_deviance`` for
+  Bernoulli and count models, else -ELBO; -ELBO and ``deviance`` are shown beside it), against
   PCA's reconstruction error (as many components) and IsolationForest (200 trees);
 - **imputation RMSE**: 20% of the test rows' entries hidden at random, filled by
   ``model.impute`` against KNNImputer (5 neighbours, fitted on the training rows and the
